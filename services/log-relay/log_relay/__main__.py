@@ -1,0 +1,100 @@
+"""The ``log-relay`` command: ``log-relay [--config FILE] run`` (the default) or ``status``.
+
+Exit status: 0 fine / healthy, 1 unhealthy (``status``), 2 bad configuration or
+unreadable spool, 3 cannot listen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Optional, Sequence
+
+from lab_utils_common.config import ConfigError
+
+from log_relay.relay import LogRelay
+from log_relay.settings import RelaySettings
+from log_relay.spool import SpoolError
+from log_relay.status import read_status
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="log-relay",
+        description="Receive lab-utils alarm records over TCP, keep them in a durable spool and "
+                    "deliver them as e-mail (and Slack) digests.")
+    parser.add_argument("--config", metavar="FILE", default=os.environ.get("LABUTILS_RELAY_CONFIG"),
+                        help="INI file with [Relay], [MailHandler], [SlackLogger] (default: "
+                             "$LABUTILS_RELAY_CONFIG; without it, the environment only)")
+    commands = parser.add_subparsers(dest="command")
+    run = commands.add_parser("run", help="run the relay (the default)")
+    run.add_argument("--log-level", default=os.environ.get("LABUTILS_RELAY_LOG_LEVEL", "INFO"),
+                     help="the relay's own log level on stderr (default INFO)")
+    status = commands.add_parser("status", help="print queue depth, oldest undelivered record, "
+                                                "last delivery and last error; exit 1 if unhealthy")
+    status.add_argument("--spool", metavar="PATH", help="spool file (default: from the config)")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument("--quiet", action="store_true", help="print only problems")
+    return parser
+
+
+async def _run(settings: RelaySettings) -> None:
+    relay = LogRelay(settings)
+    await relay.start()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, relay.request_stop)
+    await relay.serve_forever()
+
+
+def _status(args: argparse.Namespace) -> int:
+    if args.spool:
+        spool_path = args.spool
+    else:
+        spool_path = RelaySettings.from_config(args.config, with_sinks=False).spool_path
+    report = read_status(spool_path)
+    if args.json:
+        print(json.dumps({"healthy": report.healthy, "problems": report.problems,
+                          **report.details}, indent=2))
+    elif args.quiet:
+        for problem in report.problems:
+            print(f"log-relay unhealthy: {problem}")
+    else:
+        print(report.as_text())
+    return 0 if report.healthy else 1
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``log-relay`` console script."""
+    args = _parser().parse_args(argv)
+    command = args.command or "run"
+    try:
+        if command == "status":
+            return _status(args)
+        level = getattr(args, "log_level", None) or os.environ.get("LABUTILS_RELAY_LOG_LEVEL", "INFO")
+        if not isinstance(logging.getLevelName(level.upper()), int):
+            print(f"log-relay: log level {level!r} is not one of DEBUG, INFO, WARNING, ERROR",
+                  file=sys.stderr)
+            return 2
+        logging.basicConfig(stream=sys.stderr, level=level.upper(),
+                            format="%(asctime)s %(levelname)-8s %(name)s: %(message)s")
+        settings = RelaySettings.from_config(args.config)
+        asyncio.run(_run(settings))
+        return 0
+    except (ConfigError, SpoolError) as exc:
+        print(f"log-relay: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"log-relay: {exc}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
