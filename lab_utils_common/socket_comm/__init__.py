@@ -1,0 +1,31 @@
+"""Server/client communication via TCP sockets, wire-compatible with lab-utils 0.5.x.
+
+A lab daemon subclasses :class:`Server` and adds its commands; :class:`Client`
+(or the ``lab-utils-client`` command) sends it a message and gets the reply.
+See :class:`Server` for an example and docs/socket-daemon.md for the protocol.
+"""
+
+from .client import Client
+from .lock import PidLockError
+from .message import (AUTH_PREFIX, ERROR_PREFIX, add_token, buffer_size, is_error_reply, split_message,
+                      take_token)
+from .parser import ArgumentParser, MessageError
+from .server import Server
+from .auth_token import TokenFileError, read_token_file
+
+__all__ = [
+    "Server",
+    "Client",
+    "ArgumentParser",
+    "MessageError",
+    "buffer_size",
+    "PidLockError",
+    "TokenFileError",
+    "read_token_file",
+    "split_message",
+    "add_token",
+    "take_token",
+    "is_error_reply",
+    "AUTH_PREFIX",
+    "ERROR_PREFIX",
+]

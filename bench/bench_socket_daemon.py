@@ -1,0 +1,207 @@
+"""Closed-loop load on socket-daemon versus a minimal asyncio server, measured in the same run.
+
+Each of N concurrent clients (1, 16, 64) repeatedly connects, sends ``echo hello``,
+half-closes, reads the reply to the end and closes; the next request starts
+when the reply is in (closed loop). Servers run as separate processes; this
+process generates the load. Prints replies/s, errors, p50/p99 latency and the
+ratio socket-daemon / baseline. With --with-0.5.4 the lab-utils 0.5.4 Server
+is measured too (slow: its p99 reaches seconds).
+
+    .venv/bin/python bench/bench_socket_daemon.py [--duration 1.5] [--rounds 3] [--with-0.5.4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MESSAGE = b"echo hello"
+REPLY = b"hello"
+LEVELS = (1, 16, 64)
+ROOT = Path(__file__).resolve().parent.parent
+
+BASELINE_SERVER = """
+import asyncio, sys
+async def handle(reader, writer):
+    await reader.read()
+    writer.write(b"hello")
+    await writer.drain()
+    writer.close()
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]), backlog=128)
+    print("ready", flush=True)
+    await server.serve_forever()
+asyncio.run(main())
+"""
+
+OLD_SERVER = """
+import sys, logging
+logging.disable(logging.CRITICAL)
+from lab_utils.socket_comm import Server
+class Echo(Server):
+    def create_parser(self):
+        super().create_parser()
+        sp = self.sp.add_parser("echo", description="echo")
+        sp.add_argument("text", nargs="*")
+        sp.set_defaults(func=self.echo, which="echo")
+    def echo(self):
+        self.reply = " ".join(self.namespace.text)
+server = Echo(pid_file_name=sys.argv[2], host="127.0.0.1", port=int(sys.argv[1]))
+print("ready", flush=True)
+server.start_daemon()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(port: int, process: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+async def one_request(loop: asyncio.AbstractEventLoop, port: int) -> bool:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        await loop.sock_sendall(sock, MESSAGE)
+        sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while True:
+            chunk = await loop.sock_recv(sock, 4096)
+            if not chunk:
+                break
+            reply += chunk
+        return reply == REPLY
+    finally:
+        sock.close()
+
+
+async def closed_loop(port: int, clients: int, duration: float) -> dict:
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    errors = 0
+    end = time.monotonic() + duration
+
+    async def worker() -> None:
+        nonlocal errors
+        while time.monotonic() < end:
+            start = time.perf_counter()
+            try:
+                ok = await asyncio.wait_for(one_request(loop, port), 30)
+            except (OSError, asyncio.TimeoutError):
+                ok = False
+            if ok:
+                latencies.append(time.perf_counter() - start)
+            else:
+                errors += 1
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    elapsed = time.monotonic() - started
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else float("nan")
+
+    return {"rate": len(latencies) / elapsed, "errors": errors, "total": len(latencies) + errors,
+            "p50": pct(0.50), "p99": pct(0.99), "mean": statistics.fmean(latencies) * 1000 if latencies else 0}
+
+
+def start(kind: str, port: int, workdir: str) -> subprocess.Popen:
+    python = sys.executable
+    if kind == "socket-daemon":
+        logging_ini = Path(workdir) / "logging.ini"
+        logging_ini.write_text("[ConsoleLogger]\nactive = 1\nuse_coloured_output = 0\nlog_level = WARNING\n")
+        cmd = [python, "-m", "socket_daemon", "--host", "127.0.0.1", "--port", str(port),
+               "--pid-file", str(Path(workdir) / "daemon.pid"), "--logging-config", str(logging_ini)]
+    elif kind == "asyncio baseline":
+        cmd = [python, "-c", BASELINE_SERVER, str(port)]
+    else:
+        cmd = [python, "-c", OLD_SERVER, str(port), str(Path(workdir) / "old.pid")]
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    wait_ready(port, process)
+    return process
+
+
+def legacy_latency(port: int, requests: int = 200) -> dict:
+    """Sequential requests the lab-utils 0.5.x way: send, no half-close, one recv(4096)."""
+    latencies = []
+    for _ in range(requests):
+        start = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.send(MESSAGE)
+            reply = sock.recv(4096)
+        if reply == REPLY:
+            latencies.append(time.perf_counter() - start)
+    latencies.sort()
+    return {"ok": len(latencies), "p50": latencies[len(latencies) // 2] * 1000,
+            "p99": latencies[int(0.99 * (len(latencies) - 1))] * 1000}
+
+
+def merge(cells: list[dict]) -> dict:
+    """The median round by rate (the machine is shared: rounds alternate between servers)."""
+    return sorted(cells, key=lambda cell: cell["rate"])[len(cells) // 2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=1.5, help="seconds per round (default 1.5)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per cell (default 3)")
+    parser.add_argument("--with-0.5.4", dest="old", action="store_true", help="also measure lab-utils 0.5.4")
+    args = parser.parse_args()
+    kinds = ["socket-daemon", "asyncio baseline"] + (["lab-utils 0.5.4"] if args.old else [])
+    rounds: dict[tuple[str, int], list[dict]] = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        ports = {kind: free_port() for kind in kinds}
+        processes = {kind: start(kind, ports[kind], workdir) for kind in kinds}
+        try:
+            for kind in kinds:
+                asyncio.run(closed_loop(ports[kind], 4, 0.5))  # warm-up
+            legacy = legacy_latency(ports["socket-daemon"])
+            for clients in LEVELS:
+                for _ in range(args.rounds):
+                    for kind in kinds:
+                        cell = asyncio.run(closed_loop(ports[kind], clients, args.duration))
+                        rounds.setdefault((kind, clients), []).append(cell)
+        finally:
+            for process in processes.values():
+                process.terminate()
+                process.wait(10)
+    results = {key: merge(cells) for key, cells in rounds.items()}
+    print(f"closed loop, message {MESSAGE.decode()!r}, median of {args.rounds} alternating rounds of "
+          f"{args.duration:g} s, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    print(f"{'server':18} {'clients':>7} {'replies/s':>10} {'errors':>7} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}")
+    for kind in kinds:
+        for clients in LEVELS:
+            row = results[(kind, clients)]
+            errors = sum(cell["errors"] for cell in rounds[(kind, clients)])
+            base = results[("asyncio baseline", clients)]["rate"]
+            print(f"{kind:18} {clients:7d} {row['rate']:10.0f} {errors:7d} {row['p50']:8.2f} "
+                  f"{row['p99']:8.2f} {row['rate'] / base:6.2f}")
+    print(f"0.5.x-style client (no half-close, one recv) against socket-daemon, {legacy['ok']}/200 "
+          f"answered, one at a time: p50 {legacy['p50']:.1f} ms, p99 {legacy['p99']:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

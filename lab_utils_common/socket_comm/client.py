@@ -1,0 +1,92 @@
+"""TCP client for a :class:`~.server.Server` (or a lab-utils 0.5.x server)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Optional
+
+from lab_utils_common.config import Option, load_section, port_number, positive_float
+
+from ._log import get_logger
+from .message import add_token
+from .auth_token import read_token_file
+
+__all__ = ["Client"]
+
+_logger = get_logger(__name__)
+
+
+class Client:
+    """Send one message to a daemon and return its reply.
+
+    The message goes out, then the socket is half-closed so the server knows
+    the message is complete (any length up to the server's max_message_size);
+    the reply is read until the server closes. Against a lab-utils 0.5.x
+    server, messages must stay within 4096 bytes (all it reads).
+
+    Example::
+
+        client = Client(host="127.0.0.1", port=1507)
+        client.send_message("status")          # 'status: running\\npid: 4242\\n...'
+        client.send_message("set {my sensor} 3.5")
+
+    Settings: ``[Overall]`` host, port, token_file, timeout of ``config_file``;
+    environment ``LABUTILS_CLIENT_<OPTION>``; then the constructor arguments.
+    """
+
+    host: str = "localhost"          #: Host address.
+    port: int = 1507                 #: Connection port.
+    timeout: float = 60.0            #: Seconds to connect, and to wait for the reply.
+    token_file: Optional[str] = None  #: File holding the shared token; None: send no token.
+    env_section: str = "CLIENT"      #: Environment variables are LABUTILS_<env_section>_<OPTION>.
+
+    def __init__(self, config_file: Optional[str] = None, host: Optional[str] = None,
+                 port: Optional[int] = None, *, token_file: Optional[str] = None,
+                 timeout: Optional[float] = None) -> None:
+        """Read the settings; raises a :class:`configparser.Error` for a bad configuration."""
+        self._token: Optional[str] = None
+        self._load_settings(config_file, {"host": host, "port": port, "token_file": token_file,
+                                          "timeout": timeout})
+
+    def _load_settings(self, config_file: Optional[str], overrides: Optional[dict] = None) -> None:
+        values = load_section("Overall", [
+            Option("host", str, self.host),
+            Option("port", port_number, self.port),
+            Option("token_file", str, self.token_file),
+            Option("timeout", positive_float, self.timeout),
+        ], config_file, env_section=self.env_section, overrides=overrides)
+        for name, value in values.items():
+            setattr(self, name, value)
+        self._token = read_token_file(self.token_file) if self.token_file else None
+
+    def config(self, config_file: str) -> None:
+        """Load ``[Overall]`` host, port, token_file and timeout from ``config_file``."""
+        _logger.debug("Loading configuration file %s", os.path.abspath(os.path.expanduser(config_file)))
+        self._load_settings(config_file)
+
+    def send_message(self, message: str) -> str:
+        """Connect, send ``message``, return the reply; :class:`OSError` naming the address on failure."""
+        where = f"{self.host}:{self.port}"
+        _logger.debug("Sending message to %s: %s", where, message)
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except OSError as exc:
+            raise type(exc)(exc.errno, f"cannot connect to {where}: {exc.strerror or exc}") from exc
+        with sock:
+            try:
+                sock.sendall(add_token(message, self._token).encode("utf-8"))
+                sock.shutdown(socket.SHUT_WR)  # end of message
+                chunks = []
+                while True:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+            except socket.timeout:
+                raise TimeoutError(f"no reply from {where} within {self.timeout:g} s") from None
+            except OSError as exc:
+                raise type(exc)(exc.errno, f"talking to {where} failed: {exc.strerror or exc}") from exc
+        reply = b"".join(chunks).decode("utf-8", errors="replace")
+        _logger.debug("Reply received: %s", reply)
+        return reply

@@ -1,0 +1,87 @@
+"""What a message and a reply look like on the wire (lab-utils 0.5.x compatible).
+
+A message is UTF-8 text, one per TCP connection. Words are separated by spaces;
+a word in braces keeps its spaces: ``set_point {my sensor} 3.5`` becomes
+``['set_point', 'my sensor', '3.5']``, exactly as the 0.5.x server splits it.
+
+Optional authentication puts one extra first line in front of the message,
+``#auth <token>``. A 0.5.x server would split that into the command word
+``#auth``, which no parser accepts: it answers ``invalid choice: '#auth'`` and
+runs nothing, and the token does not appear in that reply.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+__all__ = [
+    "buffer_size",
+    "SPLIT_PATTERN",
+    "split_message",
+    "AUTH_PREFIX",
+    "add_token",
+    "take_token",
+    "ERROR_PREFIX",
+    "REPLY_ERROR_PREFIXES",
+    "is_error_reply",
+    "decode_message",
+]
+
+#: What a 0.5.x peer reads in one ``recv``: the longest message a 0.5.x server
+#: accepts and the longest reply a 0.5.x client receives.
+buffer_size: int = 4096
+
+#: A space that is not inside ``{...}`` (the 0.5.x regex).
+SPLIT_PATTERN = re.compile(r" (?![^{}]*})")
+
+#: First-line marker of an authenticated message: ``#auth <token>\n<message>``.
+AUTH_PREFIX = "#auth "
+
+#: Start of every error reply that the daemon itself produces (0.5.x: ``Error! <argparse message>``).
+ERROR_PREFIX = "Error! "
+
+#: Starts of replies that report a failure; the CLI exits non-zero on them.
+REPLY_ERROR_PREFIXES = (ERROR_PREFIX, "Unknown exception!", "Daemon error")
+
+# C0 control characters other than tab, newline and carriage return: binary data, not a command.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def split_message(message: str) -> list[str]:
+    """Split on spaces outside braces and strip spaces and braces from each word, as 0.5.x does."""
+    return [word.strip(" {}") for word in SPLIT_PATTERN.split(message)]
+
+
+def add_token(message: str, token: Optional[str]) -> str:
+    """The message with the authentication line in front, or unchanged when ``token`` is empty."""
+    if not token:
+        return message
+    return f"{AUTH_PREFIX}{token}\n{message}"
+
+
+def take_token(message: str) -> tuple[Optional[str], str]:
+    """Split off the authentication line: ``(token, rest)``, or ``(None, message)`` without one."""
+    if not message.startswith(AUTH_PREFIX):
+        return None, message
+    first, _, rest = message.partition("\n")
+    return first[len(AUTH_PREFIX):].strip(), rest
+
+
+def is_error_reply(reply: str) -> bool:
+    """True when the reply reports an error (bad message, failed command, refused token)."""
+    return reply.startswith(REPLY_ERROR_PREFIXES)
+
+
+def decode_message(data: bytes) -> str:
+    """Decode a received message, raising ValueError naming the bad byte for non-text input."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start:exc.start + 1]
+        raise ValueError(f"message is not valid UTF-8 text (byte 0x{bad.hex()} at position {exc.start})") from None
+    control = _CONTROL.search(text)
+    if control is not None:
+        raise ValueError(f"message contains the control character {control.group()!r} at position "
+                         f"{control.start()}; messages are text")
+    return text

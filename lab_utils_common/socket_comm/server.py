@@ -1,0 +1,505 @@
+"""Daemon-like TCP server: lab-utils 0.5.x's ``Server``, serving many clients at once.
+
+The engine (asyncio, one :class:`~.connection.Connection` per client) reads
+messages, parses them and writes replies for every client concurrently; the
+command handlers that a lab writes run on a worker thread, one at a time
+unless the subclass raises :attr:`Server.handler_threads`. Instrument code is
+rarely thread-safe, so the default keeps 0.5.x's one-command-at-a-time
+behaviour while slow or silent clients no longer hold up anyone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import threading
+import time
+from functools import partial
+from typing import Any, Optional, Pattern
+
+from zc.lockfile import LockFile
+
+from lab_utils_common.config import Option, load_section, port_number, positive_float, positive_int
+
+from ._log import get_logger
+from .command_runner import PoolRunner, SerialRunner
+from .connection import Connection
+from .lock import acquire_pid_lock
+from .message import ERROR_PREFIX, SPLIT_PATTERN, decode_message, is_error_reply, take_token
+from .parser import ArgumentParser, MessageError
+from .auth_token import read_token_file, tokens_match
+
+__all__ = ["Server"]
+
+
+class _RequestState(threading.local):
+    """The per-request attributes 0.5.x handlers use, one set per handler thread."""
+
+    message: str = ""
+    namespace: Optional[argparse.Namespace] = None
+    reply: str = ""
+
+
+class Server:
+    """Daemon-like TCP server: one message per connection, parsed into a command, one reply.
+
+    Subclass it exactly as in lab-utils 0.5.x: override :meth:`create_parser`,
+    call ``super().create_parser()``, add subparsers to :attr:`sp` with
+    ``set_defaults(func=self.method, which='name')``; the method reads
+    :attr:`namespace` and sets :attr:`reply`. ``quit``, ``status`` and ``help``
+    are built in. :meth:`start_daemon` blocks until ``quit``, SIGTERM or SIGINT.
+
+    Example::
+
+        class Thermometer(Server):
+            def create_parser(self):
+                super().create_parser()
+                sp = self.sp.add_parser("read", description="reads a channel")
+                sp.add_argument("channel", help="channel name")
+                sp.set_defaults(func=self.read, which="read")
+
+            def read(self):
+                self.reply = f"{self.namespace.channel} = 21.5"
+
+        Thermometer(config_file="server.ini").start_daemon()
+
+    Settings are class attributes (a subclass changes its defaults there), read
+    from ``[Overall]`` of the configuration file and from the environment
+    (``LABUTILS_SERVER_<OPTION>``), then the constructor arguments win.
+    """
+
+    # ---- lab-utils 0.5.x attributes
+    quit_flag: bool = False                 #: Set to stop the daemon (checked every socket_timeout s).
+    host: str = "localhost"                 #: Host address to bind ("0.0.0.0" in a container).
+    port: int = 1507                        #: TCP port (0: the system chooses, see server_address).
+    sock: Optional[socket.socket] = None    #: Listening socket.
+    address: Optional[int] = None           #: Bound port, as 0.5.x stored it.
+    #: Listen queue; 0.5.x had 1, which refused connections under load.
+    max_backlog: int = 128
+    socket_timeout: float = 1.0             #: How often the loop checks quit_flag (s).
+    logger: Any = None                      #: The application logger (custom_logging.getLogger()).
+    pid_file_name: str = "/tmp/socket_comm.pid"  #: PID lock file (config option pid_file).
+    lock: Optional[LockFile] = None         #: The held zc.lockfile.LockFile.
+    parser: Optional[ArgumentParser] = None  #: Message parser built by create_parser().
+    delimiter_left: str = "{"               #: Opens a word that keeps its spaces.
+    delimiter_right: str = "}"              #: Closes it.
+    regex: Pattern = SPLIT_PATTERN          #: Splits a message into words.
+    sp: Any = None                          #: The subparsers action: add commands here.
+
+    # ---- beyond 0.5.x
+    max_message_size: int = 1024 * 1024     #: Longest accepted message in bytes; longer: error reply.
+    receive_timeout: float = 30.0           #: Seconds a client has to send its whole message.
+    message_gap: float = 0.015              #: Pause that ends a message from a 0.5.x client (s).
+    send_timeout: float = 30.0              #: Seconds a reply may take to leave before the socket is dropped.
+    shutdown_timeout: float = 5.0           #: Seconds to finish open requests when stopping.
+    max_connections: int = 512              #: Open connections beyond this get an immediate error reply.
+    token_file: Optional[str] = None        #: File holding the shared token; None: no authentication.
+    #: Command handlers running at once. 1 (default): one at a time, always on the same thread.
+    #: Raise it only when every handler is thread-safe; message/namespace/reply stay per request.
+    handler_threads: int = 1
+    logger_name: Optional[str] = None       #: Logger name; None: the application logger.
+    env_section: str = "SERVER"             #: Environment variables are LABUTILS_<env_section>_<OPTION>.
+
+    def __init__(self, config_file: Optional[str] = None, pid_file_name: Optional[str] = None,
+                 host: Optional[str] = None, port: Optional[int] = None, *,
+                 token_file: Optional[str] = None) -> None:
+        """Read the settings, build the parser and lock the PID file (``PidLockError`` if held)."""
+        self.logger = get_logger(self.logger_name)
+        self.ready = threading.Event()      #: Set once the socket listens (tests wait on it).
+        self.stopped = threading.Event()    #: Set once start_daemon has cleaned up.
+        self._token: Optional[str] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._stop_requested: Optional[asyncio.Event] = None
+        self._run_quit_on_stop = False
+        self._connections: set[Connection] = set()
+        self._all_closed: Optional[asyncio.Event] = None
+        self._runner: Any = None
+        self._bound_address: Optional[tuple[str, int]] = None
+        self.started_at: Optional[float] = None
+        self.requests_served = 0
+        self.error_replies = 0
+        self._load_settings(config_file, {"host": host, "port": port, "pid_file": pid_file_name,
+                                          "token_file": token_file})
+        self.create_parser()
+        self.daemonize()
+        self.quit_flag = False
+
+    # ------------------------------------------------------------------ per-request state
+    def _request_state(self) -> _RequestState:
+        # Created on first use: 0.5.x subclasses may set self.reply before calling super().__init__.
+        state = self.__dict__.get("_state")
+        if state is None:
+            state = self.__dict__.setdefault("_state", _RequestState())
+        return state
+
+    @property
+    def message(self) -> str:
+        """The message being handled (on this handler thread)."""
+        return self._request_state().message
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self._request_state().message = value
+
+    @property
+    def namespace(self) -> Optional[argparse.Namespace]:
+        """The parsed message being handled: its arguments are attributes."""
+        return self._request_state().namespace
+
+    @namespace.setter
+    def namespace(self, value: Optional[argparse.Namespace]) -> None:
+        self._request_state().namespace = value
+
+    @property
+    def reply(self) -> str:
+        """The reply a handler sets; sent back to the client."""
+        return self._request_state().reply
+
+    @reply.setter
+    def reply(self, value: str) -> None:
+        self._request_state().reply = value
+
+    # ------------------------------------------------------------------ configuration
+    def _options(self) -> list[Option]:
+        return [
+            Option("host", str, self.host),
+            Option("port", port_number, self.port),
+            Option("pid_file", str, self.pid_file_name),
+            Option("token_file", str, self.token_file),
+            Option("max_message_size", positive_int, self.max_message_size),
+            Option("receive_timeout", positive_float, self.receive_timeout),
+            Option("message_gap", positive_float, self.message_gap),
+            Option("send_timeout", positive_float, self.send_timeout),
+            Option("max_backlog", positive_int, self.max_backlog),
+            Option("max_connections", positive_int, self.max_connections),
+        ]
+
+    def _load_settings(self, config_file: Optional[str], overrides: Optional[dict] = None) -> None:
+        values = load_section("Overall", self._options(), config_file, env_section=self.env_section,
+                              overrides=overrides)
+        self.pid_file_name = values.pop("pid_file")
+        for name, value in values.items():
+            setattr(self, name, value)
+        self._token = read_token_file(self.token_file) if self.token_file else None
+
+    def config(self, filename: str) -> None:
+        """Load ``[Overall]`` of ``filename`` (host, port, pid_file, token_file, max_message_size, ...).
+
+        Raises a :class:`configparser.Error` (a ``ConfigError``) naming the file,
+        option and value when the file is missing or a value is invalid.
+        """
+        self.logger.info("Loading configuration file %s", os.path.abspath(os.path.expanduser(filename)))
+        self._load_settings(filename)
+
+    def daemonize(self) -> None:
+        """Lock the PID file; raise :class:`~.lock.PidLockError` naming the file and the holder's PID."""
+        self.logger.info("Locking PID file %s", self.pid_file_name)
+        try:
+            self.lock = acquire_pid_lock(self.pid_file_name)
+        except Exception as exc:
+            self.logger.error("%s: %s", type(exc).__name__, exc)
+            raise
+
+    # ------------------------------------------------------------------ commands
+    def create_parser(self) -> None:
+        """Build :attr:`parser` and :attr:`sp` with the built-in ``quit``, ``status`` and ``help``."""
+        self.parser = ArgumentParser(
+            prog="daemon",
+            description="socket_comm daemon example, the user should override this",
+            epilog="Send 'help' for this text, 'status' for the daemon's state.",
+        )
+        self.sp = self.parser.add_subparsers(title="command", description="Daemon actions")
+        self.sp.add_parser("quit", description="stops the daemon").set_defaults(func=self.quit, which="quit")
+        self.sp.add_parser("status", description="daemon state: pid, uptime, requests served") \
+            .set_defaults(func=self.status, which="status")
+        self.sp.add_parser("help", description="this help").set_defaults(func=self.help, which="help")
+
+    def quit(self) -> None:
+        """Command ``quit`` (also run on SIGTERM/SIGINT): override to clean up; replies ``Goodbye!``."""
+        self.logger.info("Cleaning up...")
+        self.reply = "Goodbye!"
+
+    def status(self) -> None:
+        """Command ``status``: ``key: value`` lines (status, pid, uptime_s, requests, ...)."""
+        self.reply = "\n".join(f"{key}: {value}" for key, value in self.status_fields().items())
+
+    def status_fields(self) -> dict[str, Any]:
+        """The values the ``status`` command reports; extend it in a subclass to add yours."""
+        uptime = time.monotonic() - self.started_at if self.started_at is not None else 0.0
+        return {
+            "status": "stopping" if self.quit_flag else "running",
+            "pid": os.getpid(),
+            "uptime_s": f"{uptime:.1f}",
+            "requests": self.requests_served,
+            "error_replies": self.error_replies,
+            "connections": len(self._connections),
+        }
+
+    def help(self) -> None:
+        """Command ``help``: the full help text."""
+        self.reply = self.parser.full_help()
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def server_address(self) -> tuple[str, int]:
+        """The bound ``(host, port)``, valid once :attr:`ready` is set (port 0 is resolved)."""
+        if self._bound_address is None:
+            raise RuntimeError("the server is not listening yet; wait for server.ready")
+        return self._bound_address
+
+    def _bind(self) -> None:
+        self.logger.info("Binding to address %s:%s", self.host, self.port)
+        infos = socket.getaddrinfo(self.host or None, self.port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+        # 0.5.x bound IPv4 only; prefer IPv4 so 'localhost' still means 127.0.0.1 for old clients.
+        family, kind, proto, _, address = sorted(infos, key=lambda info: info[0] != socket.AF_INET)[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            # Restarting right after a stop must not fail on connections in TIME_WAIT.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno, f"cannot bind {self.host}:{self.port}: {exc.strerror}") from exc
+        self.sock = sock
+        self._bound_address = sock.getsockname()[:2]
+        self.address = self._bound_address[1]
+
+    def start_daemon(self) -> None:
+        """Listen and serve until ``quit``, SIGTERM/SIGINT or :meth:`shutdown`; then :meth:`close`.
+
+        Network I/O runs on a background thread; command handlers run on the
+        calling thread (as in 0.5.x), or on a pool when ``handler_threads > 1``.
+        Raises :class:`OSError` when the address cannot be bound. Signal
+        handlers are installed only when called from the main thread.
+        """
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        if self.handler_threads > 1:
+            self._runner = PoolRunner(loop, self.handler_threads, f"{type(self).__name__}-handler")
+        else:
+            self._runner = SerialRunner(loop)
+        failure: list[BaseException] = []
+        previous = self._install_signal_handlers()
+        io_thread = None
+        try:
+            self._bind()
+            io_thread = threading.Thread(target=self._run_io_loop, args=(loop, failure),
+                                         name=f"{type(self).__name__}-io", daemon=True)
+            io_thread.start()
+            self._runner.run_forever()
+            io_thread.join()
+            if failure:
+                raise failure[0]
+        except OSError as exc:
+            self.logger.error("%s: %s", type(exc).__name__, exc)
+            raise
+        finally:
+            if io_thread is not None and io_thread.is_alive():
+                # The handler thread left early (an exception): stop the network side too.
+                loop.call_soon_threadsafe(self._request_stop)
+                io_thread.join(self.shutdown_timeout + 1)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            if io_thread is None or not io_thread.is_alive():
+                loop.close()
+            self.close()
+            self.stopped.set()
+
+    def _run_io_loop(self, loop: asyncio.AbstractEventLoop, failure: list) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._serve())
+        except BaseException as exc:  # handed to start_daemon's thread, which re-raises it
+            failure.append(exc)
+        finally:
+            self._runner.stop()
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, self.signal_handler)
+        return previous
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stop_requested = asyncio.Event()
+        self._all_closed = asyncio.Event()
+        self._all_closed.set()
+        listener = await loop.create_server(lambda: Connection(self), sock=self.sock,
+                                            backlog=self.max_backlog)
+        self.started_at = time.monotonic()
+        self.logger.info("Server is now listening on %s:%s, send a 'quit' message to stop it",
+                         *self.server_address)
+        watcher = loop.call_later(self.socket_timeout, self._watch_quit_flag)
+        self.ready.set()
+        if self.quit_flag:
+            self._request_stop()
+        try:
+            await self._stop_requested.wait()
+        finally:
+            watcher.cancel()
+            listener.close()
+            await self._finish_open_requests()
+            if self._run_quit_on_stop:
+                quit_done = loop.create_future()
+                self._runner.submit(self._run_quit_cleanup, quit_done.set_result)
+                await quit_done
+
+    async def _finish_open_requests(self) -> None:
+        try:
+            await asyncio.wait_for(self._all_closed.wait(), self.shutdown_timeout)
+        except asyncio.TimeoutError:
+            self.logger.warning("Stopping: %d connection(s) still open after %g s, dropping them",
+                                len(self._connections), self.shutdown_timeout)
+            for connection in list(self._connections):
+                if connection._transport is not None:
+                    connection._transport.abort()
+            await asyncio.sleep(0)  # let connection_lost run
+
+    def _watch_quit_flag(self) -> None:
+        # 0.5.x code stops the daemon by setting quit_flag (from a handler or another thread).
+        if self.quit_flag:
+            self._request_stop()
+        else:
+            self._loop.call_later(self.socket_timeout, self._watch_quit_flag)
+
+    def _request_stop(self, run_quit: bool = False) -> None:
+        self.quit_flag = True
+        self._run_quit_on_stop = self._run_quit_on_stop or run_quit
+        if self._stop_requested is not None and not self._stop_requested.is_set():
+            self.logger.info("Stopping: no new connections, finishing open requests")
+            self._stop_requested.set()
+
+    def _run_quit_cleanup(self) -> None:
+        self.message, self.namespace, self.reply = "quit", None, ""
+        try:
+            self.quit()
+        except Exception:
+            self.logger.exception("quit() failed while stopping")
+
+    def signal_handler(self, signum: int, _frame: Any = None) -> None:
+        """SIGTERM/SIGINT: stop accepting, finish open requests, run :meth:`quit`, return from start_daemon."""
+        name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else signum
+        self.logger.info("Received %s, terminating gracefully...", name)
+        self.quit_flag = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._request_stop, True)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the daemon from another thread as SIGTERM would; with ``wait``, block until stopped."""
+        self.quit_flag = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._request_stop, True)
+            except RuntimeError:  # the loop closed in between
+                pass
+            if wait:
+                self.stopped.wait()
+
+    def close(self) -> None:
+        """Release the TCP socket and the PID lock file (safe to call twice)."""
+        if self.sock is not None:
+            try:
+                self.logger.info("Closing socket")
+                self.sock.close()
+            except OSError as exc:
+                self.logger.error("Closing the socket failed: %s: %s", type(exc).__name__, exc)
+        if self.lock is not None:
+            try:
+                self.logger.info("Releasing PID file %s", self.pid_file_name)
+                self.lock.close()
+            except (OSError, ValueError) as exc:
+                self.logger.error("Releasing the PID file failed: %s: %s", type(exc).__name__, exc)
+            self.lock = None
+
+    # ------------------------------------------------------------------ requests (event loop thread)
+    def _connection_opened(self, connection: Connection) -> None:
+        self._connections.add(connection)
+        self._all_closed.clear()
+        if len(self._connections) > self.max_connections:
+            connection.refuse(f"the daemon is busy: {len(self._connections) - 1} connections open, "
+                              f"the maximum is {self.max_connections}")
+
+    def _connection_closed(self, connection: Connection) -> None:
+        self._connections.discard(connection)
+        if not self._connections:
+            self._all_closed.set()
+
+    def _count_reply(self, reply: str) -> None:
+        self.requests_served += 1
+        if is_error_reply(reply):
+            self.error_replies += 1
+
+    def _handle_message(self, connection: Connection, data: bytes) -> None:
+        try:
+            text = decode_message(data)
+        except ValueError as exc:
+            self.logger.warning("Client %s: %s", connection.peer, exc)
+            connection.send_reply(f"{ERROR_PREFIX}{exc}")
+            return
+        token, text = take_token(text)
+        if self._token is not None and (token is None or not tokens_match(token, self._token)):
+            reason = "no token given" if token is None else "wrong token"
+            self.logger.warning("Refused a message from %s: %s", connection.peer, reason)
+            connection.send_reply(f"{ERROR_PREFIX}authentication failed ({reason}); the daemon "
+                                  f"needs the shared token (token_file)")
+            return
+        message = text.rstrip()
+        if not message.strip():
+            self.logger.debug("Client %s sent an empty message", connection.peer)
+            connection.send_reply(f"{ERROR_PREFIX}empty message; send 'help' for the list of commands")
+            return
+        self.logger.debug("Message from %s: %r", connection.peer, message)
+        delimiters = f" {self.delimiter_left}{self.delimiter_right}"
+        words = [word.strip(delimiters) for word in self.regex.split(message)]
+        try:
+            namespace = self.parser.parse_args(args=words)
+        except MessageError as exc:
+            self.logger.warning("Invalid message %r: %s", message, exc)
+            connection.send_reply(f"{ERROR_PREFIX}{exc}\n{self.parser.full_help()}")
+            return
+        except Exception as exc:  # a type= converter of the application that raised
+            self.logger.exception("Parsing %r failed", message)
+            connection.send_reply(f"Unknown exception! Check daemon log!\n{type(exc).__name__}: {exc}")
+            return
+        if not callable(getattr(namespace, "func", None)):
+            connection.send_reply(f"{ERROR_PREFIX}no command given\n{self.parser.full_help()}")
+            return
+        if getattr(namespace.func, "__func__", None) in _INLINE_HANDLERS:
+            # Built-in status/help only read counters: answered even while a long command runs,
+            # so a healthcheck does not fail because an instrument is busy.
+            self._reply_done(connection, namespace, self._run_handler(message, namespace))
+            return
+        self._runner.submit(partial(self._run_handler, message, namespace),
+                            partial(self._reply_done, connection, namespace))
+
+    def _reply_done(self, connection: Connection, namespace: argparse.Namespace, reply: str) -> None:
+        connection.send_reply(reply)
+        # As 0.5.x: 'quit' stops the daemon whatever a subclass's quit() does.
+        if getattr(namespace, "which", None) == "quit":
+            self._request_stop()
+
+    # ------------------------------------------------------------------ requests (handler thread)
+    def _run_handler(self, message: str, namespace: argparse.Namespace) -> str:
+        self.message, self.namespace, self.reply = message, namespace, ""
+        try:
+            namespace.func()
+        except MessageError as exc:
+            self.logger.warning("Command %r refused: %s", message, exc)
+            return f"{ERROR_PREFIX}{exc}"
+        except BaseException as exc:  # noqa: BLE001 - a failing command must not kill the daemon
+            self.logger.exception("Command %r failed: %s: %s", message, type(exc).__name__, exc)
+            return f"Unknown exception! Check daemon log!\n{type(exc).__name__}: {exc}"
+        reply = self.reply
+        return "" if reply is None else str(reply)
+
+
+_INLINE_HANDLERS = {Server.status, Server.help}

@@ -1,0 +1,67 @@
+"""lab-utils-client: prints the reply, exit status 0 / 1 error reply / 2 usage / 3 connection."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import free_port
+from lab_utils_common.socket_comm import Server
+from lab_utils_common.socket_comm.cli import (EXIT_CONNECTION, EXIT_ERROR_REPLY, EXIT_OK, EXIT_USAGE, join_words,
+                                              main)
+
+
+class EchoServer(Server):
+    def create_parser(self):
+        super().create_parser()
+        sp = self.sp.add_parser("echo")
+        sp.add_argument("text", nargs="*")
+        sp.set_defaults(func=self.echo, which="echo")
+
+    def echo(self):
+        self.reply = "|".join(self.namespace.text)
+
+
+@pytest.fixture
+def server(socket_server_factory):
+    return socket_server_factory(EchoServer)
+
+
+def test_reply_printed_exit_0(server, capsys):
+    assert main(["--host", "127.0.0.1", "--port", str(server.port), "echo", "a", "b c"]) == EXIT_OK
+    assert capsys.readouterr().out == "a|b c\n"
+
+
+def test_error_reply_exit_1(server, capsys):
+    assert main(["--host", "127.0.0.1", "--port", str(server.port), "bogus"]) == EXIT_ERROR_REPLY
+    assert capsys.readouterr().out.startswith("Error! argument")
+
+
+def test_connection_refused_exit_3(capsys):
+    port = free_port()
+    assert main(["--host", "127.0.0.1", "--port", str(port), "status"]) == EXIT_CONNECTION
+    assert f"cannot connect to 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_bad_config_exit_2(tmp_path, capsys):
+    assert main(["--config", str(tmp_path / "missing.ini"), "status"]) == EXIT_USAGE
+    assert "missing.ini" in capsys.readouterr().err
+
+
+def test_config_file_and_token_file(server, tmp_path, capsys):
+    ini = tmp_path / "server.ini"
+    ini.write_text(f"[Overall]\nhost = 127.0.0.1\nport = {server.port}\n")
+    assert main(["--config", str(ini), "echo", "{x y}"]) == EXIT_OK
+    assert capsys.readouterr().out == "x y\n"
+
+
+def test_join_words():
+    assert join_words(["set {my sensor} 3"]) == "set {my sensor} 3"
+    assert join_words(["set", "my sensor", "3"]) == "set {my sensor} 3"
+
+
+def test_console_script_healthcheck(server):
+    done = subprocess.run([sys.executable, "-m", "lab_utils_common.socket_comm.cli", "--host", "127.0.0.1",
+                           "--port", str(server.port), "status"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("status: running")

@@ -1,0 +1,72 @@
+"""Many clients at once: every one answered correctly, silent clients hold up nobody."""
+
+import socket
+import threading
+
+from lab_utils_common.socket_comm import Server
+
+CLIENTS = 64
+REQUESTS_EACH = 10
+
+
+class CountingServer(Server):
+    def create_parser(self):
+        super().create_parser()
+        sp = self.sp.add_parser("echo")
+        sp.add_argument("text")
+        sp.set_defaults(func=self.echo, which="echo")
+
+    def echo(self):
+        self.reply = self.namespace.text
+
+
+def test_64_concurrent_clients_all_answered(socket_server_factory):
+    running = socket_server_factory(CountingServer)
+    start = threading.Barrier(CLIENTS, timeout=30)
+    failures = []
+
+    def client(index):
+        start.wait()
+        for request in range(REQUESTS_EACH):
+            text = f"c{index}r{request}"
+            try:
+                reply = running.send(f"echo {text}")
+            except OSError as exc:
+                failures.append(f"{text}: {exc}")
+                continue
+            if reply != text:
+                failures.append(f"{text}: got {reply!r}")
+
+    threads = [threading.Thread(target=client, args=(index,)) for index in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    status = dict(line.split(": ", 1) for line in running.send("status").splitlines())
+    assert int(status["requests"]) >= CLIENTS * REQUESTS_EACH
+    assert status["error_replies"] == "0"
+
+
+def test_silent_clients_do_not_hold_up_others(socket_server_factory):
+    running = socket_server_factory(CountingServer, settings={"receive_timeout": 60.0})
+    silent = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(20)]
+    try:
+        for index in range(10):
+            assert running.send(f"echo {index}") == str(index)
+        status = dict(line.split(": ", 1) for line in running.send("status").splitlines())
+        assert int(status["connections"]) == 21  # the silent ones are still open
+    finally:
+        for sock in silent:
+            sock.close()
+
+
+def test_connections_beyond_the_maximum_get_an_error(socket_server_factory):
+    running = socket_server_factory(CountingServer, settings={"max_connections": 3, "receive_timeout": 60.0})
+    silent = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(3)]
+    try:
+        reply = running.send("echo x")
+        assert reply == "Error! the daemon is busy: 3 connections open, the maximum is 3"
+    finally:
+        for sock in silent:
+            sock.close()

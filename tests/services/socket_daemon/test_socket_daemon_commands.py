@@ -1,0 +1,61 @@
+"""socket-daemon's lab commands over real sockets."""
+
+import json
+import logging
+
+import pytest
+
+from socket_daemon.daemon import SocketDaemon
+
+
+@pytest.fixture
+def daemon(socket_server_factory, tmp_path):
+    return socket_server_factory(SocketDaemon, values_file=str(tmp_path / "values.json"))
+
+
+def test_set_get_unset_values(daemon, tmp_path):
+    assert daemon.send("set {pump speed} 40") == "pump speed = 40"
+    assert daemon.send("set setpoint 3.5 K") == "setpoint = 3.5 K"
+    assert daemon.send("get {pump speed}") == "40"
+    assert daemon.send("values") == "pump speed = 40\nsetpoint = 3.5 K"
+    assert json.loads((tmp_path / "values.json").read_text()) == {"pump speed": "40", "setpoint": "3.5 K"}
+    assert daemon.send("unset setpoint") == "unset setpoint"
+    assert daemon.send("get setpoint") == "Error! no value named 'setpoint' (set: pump speed)"
+
+
+def test_values_survive_a_restart(socket_server_factory, tmp_path):
+    first = socket_server_factory(SocketDaemon, values_file=str(tmp_path / "v.json"))
+    first.send("set a 1")
+    first.stop()
+    second = socket_server_factory(SocketDaemon, values_file=str(tmp_path / "v.json"),
+                                   pid_file_name=str(tmp_path / "again.pid"))
+    assert second.send("get a") == "1"
+
+
+def test_corrupt_values_file_is_refused_naming_it(tmp_path):
+    bad = tmp_path / "v.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="v.json"):
+        SocketDaemon(pid_file_name=str(tmp_path / "p.pid"), values_file=str(bad))
+
+
+def test_echo_uptime_help(daemon):
+    assert daemon.send("echo hello {big world}") == "hello big world"
+    assert daemon.send("uptime").startswith("up 0 d 00:00:")
+    help_text = daemon.send("help")
+    for command in ("echo", "set", "get", "unset", "values", "log_level", "uptime", "status", "quit"):
+        assert f"\n    {command} " in help_text
+
+
+def test_log_level_change(daemon):
+    root = logging.getLogger()
+    previous = root.level
+    try:
+        assert daemon.send("log_level WARNING") == "log level of 'root' set to WARNING"
+        assert root.level == logging.WARNING
+        assert daemon.send("log_level DEBUG --logger pump") == "log level of 'pump' set to DEBUG"
+        assert logging.getLogger("pump").level == logging.DEBUG
+        assert daemon.send("log_level LOUD").startswith("Error! 'LOUD' is not a logging level")
+    finally:
+        root.setLevel(previous)
+        logging.getLogger("pump").setLevel(logging.NOTSET)
