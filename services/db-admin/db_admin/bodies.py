@@ -1,0 +1,90 @@
+"""Message bodies of db-admin: many rows after the command line, and table replies.
+
+A 0.5.x message is one line of words. ``insert_many`` needs megabytes of rows,
+so db-admin messages may carry a *body*: everything after the first newline
+is handed to the command untouched (no splitting on spaces, no stripping of
+braces, which JSON needs), as the option word ``--body=...``, so that it
+parses wherever the command's options are. The first line is split as 0.5.x does.
+
+Bodies are CSV (a header line of column names, then rows) or JSON lines (one
+object per line, ``{"time": "2024-05-01T12:00:00Z", "current": 1.5e-3}``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any, Sequence
+
+from lab_utils_common.socket_comm.message import SPLIT_PATTERN
+
+__all__ = ["BodySplitter", "BODY_MARK", "BODY_OPTION", "body_text", "detect_format", "parse_json_lines",
+           "rows_to_csv"]
+
+#: Put in front of the body word: the server strips spaces and braces from the ends of
+#: every word, and a JSON body starts with "{". A newline is neither, so it shields them.
+BODY_MARK = "\n"
+#: The option that carries the body to the command's parser.
+BODY_OPTION = "--body="
+
+
+class BodySplitter:
+    """Drop-in for ``Server.regex``: 0.5.x splitting of the first line, the rest as one word."""
+
+    def split(self, message: str) -> list[str]:
+        head, newline, body = message.partition("\n")
+        words = SPLIT_PATTERN.split(head)
+        if newline and body.strip():
+            words.append(BODY_OPTION + BODY_MARK + body + BODY_MARK)
+        return words
+
+
+def body_text(word: str) -> str:
+    """The body as sent (without the shielding newlines)."""
+    if word.startswith(BODY_MARK) and word.endswith(BODY_MARK):
+        return word[len(BODY_MARK):-len(BODY_MARK)]
+    return word
+
+
+def detect_format(body: str) -> str:
+    """``jsonl`` when the first non-blank character opens an object, else ``csv``."""
+    return "jsonl" if body.lstrip().startswith("{") else "csv"
+
+
+def parse_json_lines(body: str) -> tuple[list[str], list[tuple]]:
+    """Columns (in order of first appearance) and rows of a JSON-lines body.
+
+    A key missing from an object is NULL in that row. Raises ``ValueError``
+    naming the line for invalid JSON or a line that is not an object.
+    """
+    objects = []
+    for number, line in enumerate(body.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"line {number} of the body is not valid JSON ({exc.msg}): "
+                             f"{line[:200]!r}") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"line {number} of the body is not a JSON object: {line[:200]!r}")
+        objects.append(obj)
+    columns: dict[str, None] = {}
+    for obj in objects:
+        if obj.keys() - columns.keys():
+            columns.update(dict.fromkeys(obj))
+    names = list(columns)
+    rows = [tuple(obj.get(name) for name in names) for obj in objects]
+    return names, rows
+
+
+def rows_to_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A header line and the rows as CSV (empty field = NULL; timestamps in ISO 8601)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if value is None else value.isoformat() if hasattr(value, "isoformat")
+                         else value for value in row])
+    return out.getvalue().rstrip("\n")

@@ -1,0 +1,112 @@
+"""TimescaleDB 2.x: hypertables, continuous aggregates, policies (marked: needs the extension)."""
+
+from __future__ import annotations
+
+import datetime
+
+import psycopg2
+import pytest
+
+from lab_utils_common.database import Database, DataType, InvalidIdentifierError
+
+pytestmark = pytest.mark.timescaledb
+
+UTC = datetime.timezone.utc
+T0 = datetime.datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def query(db: Database, statement: str, params=()) -> list:
+    db.cursor.execute(statement, params)
+    return db.cursor.fetchall()
+
+
+@pytest.fixture
+def beam(ts_db: Database) -> Database:
+    ts_db.create_timescale_db("beam")
+    ts_db.new_column("beam", "current", DataType.double)
+    ts_db.new_column("beam", "count", DataType.int)
+    ts_db.new_column("beam", "note", DataType.string)
+    ts_db.new_entries("beam", ["time", "current", "count", "note"],
+                      [(T0 + datetime.timedelta(seconds=20 * i), float(i), i, f"n{i}")
+                       for i in range(6)])
+    return ts_db
+
+
+def test_time_table_is_a_hypertable(beam):
+    assert beam.timescaledb_version is not None
+    assert query(beam, "SELECT hypertable_name FROM timescaledb_information.hypertables") == [("beam",)]
+
+
+def test_injected_table_name_runs_nothing(ts_db):
+    ts_db.create_timescale_db("x")
+    with pytest.raises(InvalidIdentifierError):
+        ts_db.create_timescale_db("t; DROP TABLE x")
+    assert ts_db.check_table("x")
+
+
+def test_continuous_aggregate_averages_numeric_columns(beam):
+    assert beam.create_aggregate_view("beam") == "beam_1min"
+    rows = query(beam, "SELECT time, current_avg, count_avg FROM beam_1min ORDER BY 1")
+    assert rows[0][:2] == (T0, 1.0) and float(rows[1][2]) == 4.0
+    assert [r[:2] for r in rows] == beam.fetch("beam", ["current"], bucket="1 minute")
+    assert query(beam, "SELECT view_name, materialized_only FROM "
+                       "timescaledb_information.continuous_aggregates") == [("beam_1min", False)]
+    assert "policy_refresh_continuous_aggregate" in beam.policies("beam")
+    beam.new_column("beam", "voltage", DataType.double)
+    beam.create_aggregate_view("beam")  # recreate: drops the old one, adds the new column
+    assert "voltage_avg" in beam.list_columns("beam_1min")
+    with pytest.raises(psycopg2.errors.DuplicateTable):
+        beam.create_aggregate_view("beam", recreate=False)
+
+
+def test_retention_and_compression_policies(beam):
+    beam.set_retention_policy("beam", "30 days")
+    beam.set_retention_policy("beam", datetime.timedelta(days=60))  # replaces, no duplicate
+    beam.set_compression_policy("beam", "7 days", segment_by=["note"])
+    jobs = beam.policies("beam")
+    assert jobs["policy_retention"]["drop_after"] == "60 days"
+    assert jobs["policy_compression"]["compress_after"] == "7 days"
+    assert query(beam, "SELECT attname FROM timescaledb_information.compression_settings "
+                       "WHERE hypertable_name = 'beam' AND segmentby_column_index IS NOT NULL"
+                 ) == [("note",)]
+    beam.remove_retention_policy("beam")
+    beam.remove_compression_policy("beam")
+    beam.remove_compression_policy("beam")  # already gone: no error
+    assert beam.policies("beam").keys() == set()
+    with pytest.raises(TypeError, match="drop_after"):
+        beam.set_retention_policy("beam", 30)
+    with pytest.raises(psycopg2.errors.InvalidDatetimeFormat):
+        beam.set_retention_policy("beam", "thirty days")
+
+
+def test_fetch_buckets_with_time_bucket(beam):
+    assert beam.fetch("beam", ["current"], bucket="1 minute") == [
+        (T0, 1.0), (T0 + datetime.timedelta(minutes=1), 4.0)]
+
+
+def test_create_database_installs_the_extension(ts_db, timescaledb_server, timescale_database):
+    name = f"{timescale_database}_new"
+    try:
+        assert ts_db.create_database(name, owner=timescaledb_server.user) is True
+        assert timescaledb_server.execute(
+            "SELECT extname FROM pg_extension WHERE extname = 'timescaledb'", dbname=name) == [
+            ("timescaledb",)]
+    finally:
+        timescaledb_server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_extension_is_installed_on_first_use(timescaledb_server, timescale_database):
+    name = f"{timescale_database}_bare"  # a database without the extension
+    timescaledb_server.execute(f'CREATE DATABASE "{name}"')
+    db = Database(host=timescaledb_server.host, port=timescaledb_server.port, database=name,
+                  user=timescaledb_server.user, password=timescaledb_server.password,
+                  timescaledb=True)
+    db.connect()
+    try:
+        assert db.timescaledb_version is None
+        db.create_timescale_db("t")
+        assert db.timescaledb_version is not None
+        assert query(db, "SELECT count(*) FROM timescaledb_information.hypertables") == [(1,)]
+    finally:
+        db.close()
+        timescaledb_server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
