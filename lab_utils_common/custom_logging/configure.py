@@ -1,0 +1,285 @@
+"""configure_logging: the 0.5.x ``logging.ini`` sections turned into handlers behind a queue."""
+
+from __future__ import annotations
+
+import atexit
+import configparser
+import copy
+import logging
+import logging.handlers
+import os
+import queue
+import sys
+import threading
+from typing import Any, Callable, Mapping, Optional, Union
+
+from lab_utils_common.config import (
+    ConfigError,
+    MissingOptionError,
+    Option,
+    load_section,
+    log_level as parse_log_level,
+    parse_bool,
+    port_number,
+    positive_int,
+    read_config_file,
+)
+from lab_utils_common.custom_logging.file_handler import CustomTimedRotatingFileHandler
+from lab_utils_common.custom_logging.formatters import (
+    COLOURED_CONSOLE_FORMAT,
+    CONSOLE_FORMAT,
+    DATEFMT,
+    ColoredFormatter,
+    JsonLinesFormatter,
+    colour_allowed,
+)
+from lab_utils_common.custom_logging.levels import SUCCESS, getLogger, set_app_name
+from lab_utils_common.custom_logging.slack_handler import SlackWebhookHandler
+from lab_utils_common.custom_logging.smtp_handler import TlsSMTPHandler
+from lab_utils_common.custom_logging.socket_handler import NonPickledSocketHandler
+from lab_utils_common.mail import MailSettings
+
+__all__ = ["configure_logging", "unconfigure_logging", "FILE_FORMAT", "MAIL_FORMAT"]
+
+#: 0.5.4's format of mails and of text log files.
+MAIL_FORMAT = "%(asctime)s %(levelname)s %(name)s %(module)s %(funcName)s %(message)s"
+FILE_FORMAT = MAIL_FORMAT
+
+_lock = threading.Lock()
+_active: dict[str, Any] = {}
+_atexit_registered = False
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        value = str(text).strip().lower()
+        if value not in allowed:
+            raise ValueError(f"{text!r} is not one of: {', '.join(allowed)}")
+        return value
+    return convert
+
+
+def _alarm_port(text: str) -> int:
+    """0.5.x wrote ``port = default`` for logging's DEFAULT_TCP_LOGGING_PORT (9020)."""
+    if str(text).strip().lower() == "default":
+        return logging.handlers.DEFAULT_TCP_LOGGING_PORT
+    return port_number(text)
+
+
+def _days_to_keep(text: str) -> Optional[int]:
+    if str(text).strip().lower() in ("", "0", "none", "all"):
+        return None
+    return positive_int(text)
+
+
+class _QueueHandler(logging.handlers.QueueHandler):
+    """Hands records to the listener thread with the message merged and the traceback as text.
+
+    The standard ``prepare`` formats the traceback into the message itself; keeping it in
+    ``exc_text`` lets the JSON and alarm formatters put it where it belongs.
+    """
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        prepared = copy.copy(record)
+        prepared.message = record.getMessage()
+        prepared.msg = prepared.message
+        prepared.args = None
+        if record.exc_info:
+            prepared.exc_text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            prepared.exc_info = None
+        return prepared
+
+
+def _console_handler(values: Mapping[str, Any], environ: Mapping[str, str]) -> logging.Handler:
+    stream = sys.stdout if values["stream"] == "stdout" else sys.stderr
+    handler = logging.StreamHandler(stream)
+    if values["format"] == "json":
+        handler.setFormatter(JsonLinesFormatter())
+    elif values["use_coloured_output"] and colour_allowed(stream, environ):
+        handler.setFormatter(ColoredFormatter(COLOURED_CONSOLE_FORMAT, DATEFMT))
+    else:
+        handler.setFormatter(logging.Formatter(CONSOLE_FORMAT, DATEFMT))
+    return handler
+
+
+def _build_handlers(config_file: Optional[str], environ: Mapping[str, str],
+                    handlers: list[logging.Handler]) -> None:
+    """Append the configured handlers to ``handlers`` (the caller closes them on error)."""
+    parser: Optional[configparser.ConfigParser] = read_config_file(config_file) if config_file else None
+
+    def section(name: str, options: list[Option]) -> dict[str, Any]:
+        # A 0.5.x file may leave out the sections it does not use: then only the
+        # defaults and the environment count.
+        if parser is not None and parser.has_section(name):
+            return load_section(name, options, config_file, parser=parser, environ=environ)
+        return load_section(name, options, environ=environ)
+
+    def active(name: str, default: bool) -> bool:
+        return section(name, [Option("active", parse_bool, default)])["active"]
+
+    if active("ConsoleLogger", True):
+        values = section("ConsoleLogger", [
+            Option("active", parse_bool, True),
+            Option("use_coloured_output", parse_bool, True),
+            Option("log_level", parse_log_level, logging.INFO),
+            Option("format", _choice("text", "json"), "text"),
+            Option("stream", _choice("stdout", "stderr"), "stdout"),
+        ])
+        handler = _console_handler(values, environ)
+        handler.setLevel(values["log_level"])
+        handlers.append(handler)
+
+    if active("FileLogger", False):
+        values = section("FileLogger", [
+            Option("active", parse_bool, False),
+            Option("log_level", parse_log_level, logging.INFO),
+            Option("log_path", str),
+            Option("log_basename", str),
+            Option("log_extension", str, ".log"),
+            Option("days_to_keep", _days_to_keep, None),
+            Option("format", _choice("json", "text"), "json"),
+        ])
+        file_handler = CustomTimedRotatingFileHandler(
+            values["log_path"], values["log_basename"], values["log_extension"],
+            days_to_keep=values["days_to_keep"])
+        file_handler.setLevel(values["log_level"])
+        file_handler.setFormatter(JsonLinesFormatter() if values["format"] == "json"
+                                  else logging.Formatter(FILE_FORMAT, DATEFMT))
+        handlers.append(file_handler)
+
+    if active("AlarmLogger", False):
+        values = section("AlarmLogger", [
+            Option("active", parse_bool, False),
+            Option("host", str, "localhost"),
+            Option("port", _alarm_port, logging.handlers.DEFAULT_TCP_LOGGING_PORT),
+            Option("log_level", parse_log_level, logging.WARNING),
+            Option("queue_size", positive_int, 10_000),
+        ])
+        alarm_handler = NonPickledSocketHandler(values["host"], values["port"],
+                                                queue_size=values["queue_size"])
+        alarm_handler.setLevel(values["log_level"])
+        handlers.append(alarm_handler)
+
+    if active("SlackLogger", False):
+        values = section("SlackLogger", [
+            Option("active", parse_bool, False),
+            # 0.5.x's api_file now holds the webhook URL; webhook_url_file and webhook_url
+            # are the names log-relay reads from the same section.
+            Option("api_file", str, None),
+            Option("webhook_url_file", str, None),
+            Option("webhook_url", str, None, secret=True),
+            Option("log_level", parse_log_level, SUCCESS),
+            Option("channel", str, None),
+            Option("user", str, None),
+        ])
+        option = "webhook_url_file" if values["webhook_url_file"] else "api_file"
+        url_file = values["webhook_url_file"] or values["api_file"]
+        if not values["webhook_url"] and not url_file:
+            raise MissingOptionError(
+                "section [SlackLogger] is active but names no webhook: set option 'api_file' (a file "
+                "holding the webhook URL) or LABUTILS_SLACKLOGGER_API_FILE",
+                file=config_file, section="SlackLogger", option="api_file")
+        try:
+            slack_handler = SlackWebhookHandler(values["webhook_url"] or None,
+                                                webhook_file=url_file,
+                                                channel=values["channel"] or None,
+                                                username=values["user"] or None)
+        except (OSError, ValueError) as exc:
+            shown = "<secret>" if values["webhook_url"] else repr(url_file)
+            raise ConfigError(f"option {option!r} of section [SlackLogger] = {shown}: {exc}",
+                              file=config_file, section="SlackLogger", option=option,
+                              value=None if values["webhook_url"] else url_file) from None
+        slack_handler.setLevel(values["log_level"])
+        handlers.append(slack_handler)
+
+    if active("MailHandler", False):
+        level = section("MailHandler", [Option("log_level", parse_log_level, SUCCESS)])["log_level"]
+        has_section = parser is not None and parser.has_section("MailHandler")
+        settings = MailSettings.from_config(config_file if has_section else None, environ=environ)
+        mail_handler = TlsSMTPHandler.from_settings(settings)
+        mail_handler.setLevel(level)
+        mail_handler.setFormatter(logging.Formatter(MAIL_FORMAT, DATEFMT))
+        handlers.append(mail_handler)
+
+
+def unconfigure_logging() -> None:
+    """Undo :func:`configure_logging`: stop the queue listener, flush and close its handlers."""
+    with _lock:
+        listener = _active.pop("listener", None)
+        front = _active.pop("front", None)
+        handlers = _active.pop("handlers", [])
+    root = logging.getLogger()
+    if front is not None:
+        root.removeHandler(front)
+    if listener is not None:
+        listener.stop()  # delivers what is still queued
+    for handler in handlers:
+        try:
+            handler.flush()
+            handler.close()
+        except Exception:  # closing one handler must not keep the others open
+            pass
+
+
+def configure_logging(config_file: Optional[str] = None, fallback: bool = False,
+                      logger_name: str = "root",
+                      log_level: Union[int, str] = logging.DEBUG, *,
+                      environ: Optional[Mapping[str, str]] = None) -> list[logging.Handler]:
+    """Set up logging from a 0.5.x ``logging.ini`` (and ``LABUTILS_<SECTION>_<OPTION>`` variables).
+
+    Sections: ``[ConsoleLogger]`` (on by default; new ``format = text|json``),
+    ``[FileLogger]``, ``[AlarmLogger]`` (new ``host``, ``queue_size``),
+    ``[SlackLogger]`` (``api_file`` holds a webhook URL), ``[MailHandler]``
+    (see :class:`~lab_utils_common.mail.MailSettings`); a missing section is
+    inactive. Records reach the handlers through a queue and a background
+    thread, so no logging call waits for a mail or web server. ``log_level`` is
+    the root logger's threshold. Calling it again replaces the previous setup.
+
+    Raises :class:`configparser.Error` (a :class:`~lab_utils_common.config.ConfigError`)
+    naming file, section, option and value, or :class:`OSError` (log directory);
+    with ``fallback=True`` prints the problem and logs to the console instead.
+    Returns the handlers.
+
+    Example::
+
+        from lab_utils_common.custom_logging import configure_logging, getLogger
+        configure_logging("logging.ini", logger_name="pump")
+        getLogger().success("pump started")
+    """
+    global _atexit_registered
+    environ = os.environ if environ is None else environ
+    set_app_name(logger_name)
+    level = parse_log_level(log_level) if isinstance(log_level, str) else int(log_level)
+    unconfigure_logging()
+    handlers: list[logging.Handler] = []
+    try:
+        _build_handlers(config_file, environ, handlers)
+    except (configparser.Error, OSError) as exc:
+        for built in handlers:
+            built.close()
+        if not fallback:
+            raise
+        print(f"{type(exc).__name__}: {exc}\nDefault logger will be used", file=sys.stderr)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(CONSOLE_FORMAT, DATEFMT))
+        handlers = [handler]
+
+    records: queue.SimpleQueue = queue.SimpleQueue()
+    front = _QueueHandler(records)
+    listener = logging.handlers.QueueListener(records, *handlers, respect_handler_level=True)
+    root = logging.getLogger()
+    root.setLevel(level)
+    root.addHandler(front)
+    listener.start()
+    with _lock:
+        _active.update(listener=listener, front=front, handlers=handlers)
+        if not _atexit_registered:
+            # Runs before logging's own shutdown (atexit is last-in, first-out), so the
+            # queue is delivered before the handlers are closed.
+            atexit.register(unconfigure_logging)
+            _atexit_registered = True
+
+    logger = getLogger(logger_name)
+    logger.info("Logging system set up and running")
+    logger.debug("Active handlers: %s", ", ".join(repr(h) for h in handlers) or "none")
+    return handlers

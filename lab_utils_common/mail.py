@@ -1,0 +1,231 @@
+"""E-mail over SMTP with TLS: the settings, the message and the sending, shared by
+``TlsSMTPHandler`` and log-relay.
+
+lab-utils 0.5.x sent alarm mails from its ``[MailHandler]`` section with
+STARTTLS only when credentials were set and never verified the server
+certificate. Here the connection is encrypted by default (STARTTLS, or implicit
+TLS with ``security = tls``), the certificate is verified against the system
+CAs or a private ``ca_file``, and ``security = none`` must be asked for.
+
+Example::
+
+    from lab_utils_common.mail import MailSettings, build_message, send_email
+
+    settings = MailSettings.from_config("logging.ini")      # [MailHandler]
+    send_email(settings, build_message(settings, "pump 3", "pressure too high"))
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import smtplib
+import ssl
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any, Mapping, Optional
+
+from lab_utils_common.config import (
+    InvalidValueError,
+    MissingOptionError,
+    ConfigFileError,
+    Option,
+    load_section,
+    parse_bool,
+    port_number,
+    positive_float,
+    string_list,
+)
+
+__all__ = ["SECURITY_MODES", "MailSettings", "build_message", "send_email", "read_credentials_file"]
+
+#: ``starttls``: plain connection upgraded with STARTTLS (port 587 or 25);
+#: ``tls``: implicit TLS from the first byte (port 465); ``none``: no encryption.
+SECURITY_MODES = ("starttls", "tls", "none")
+
+_DEFAULT_PORTS = {"starttls": 25, "tls": 465, "none": 25}
+
+# The MailSettings field names that differ from the 0.5.x [MailHandler] option names.
+_FIELD_TO_OPTION = {"host": "mail_host"}
+
+
+def _security_mode(text: str) -> str:
+    mode = str(text).strip().lower()
+    if mode not in SECURITY_MODES:
+        raise ValueError(f"{text!r} is not a security mode (use one of: {', '.join(SECURITY_MODES)})")
+    return mode
+
+
+def _optional_path(text: str) -> Optional[str]:
+    text = str(text).strip()
+    return os.path.abspath(os.path.expanduser(text)) if text else None
+
+
+def read_credentials_file(path: str, *, section: str = "MailHandler",
+                          option: str = "credentials_file") -> tuple[str, str]:
+    """Read a 0.5.x credentials file: the user name on line 1, the password on line 2."""
+    full = os.path.abspath(os.path.expanduser(path))
+    try:
+        with open(full, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError as exc:
+        raise ConfigFileError(
+            f"option {option!r} of section [{section}]: cannot read the credentials file "
+            f"{full!r}: {exc.strerror or exc}", file=full, section=section, option=option) from None
+    lines = [line.strip() for line in lines]
+    if len(lines) < 2 or not lines[0] or not lines[1]:
+        # The content is a secret: say what is wrong, never what is there.
+        raise InvalidValueError(
+            f"option {option!r} of section [{section}]: the credentials file {full!r} must hold "
+            f"the user name on line 1 and the password on line 2 (found {len(lines)} line(s))",
+            file=full, section=section, option=option, value=full)
+    return lines[0], lines[1]
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    """Where and how to send mail; read from a 0.5.x ``[MailHandler]`` section or built directly.
+
+    Example::
+
+        settings = MailSettings(host="smtp.example.org", port=587, sender="lab@example.org",
+                                recipients=("alice@example.org",), subject="lab alarm",
+                                username="lab", password="...", ca_file="/etc/lab/ca.pem")
+    """
+
+    host: str
+    sender: str
+    recipients: tuple[str, ...]
+    subject: str
+    port: int = 25
+    security: str = "starttls"
+    username: Optional[str] = None
+    password: Optional[str] = field(default=None, repr=False)
+    ca_file: Optional[str] = None
+    verify: bool = True
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.security not in SECURITY_MODES:
+            raise ValueError(f"security {self.security!r} is not one of {', '.join(SECURITY_MODES)}")
+        if isinstance(self.recipients, str):
+            object.__setattr__(self, "recipients", tuple(string_list(self.recipients)))
+        else:
+            object.__setattr__(self, "recipients", tuple(self.recipients))
+        if not self.recipients:
+            raise ValueError("recipients is empty: give at least one address")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together: set both or neither")
+        if self.username is not None and self.security == "none":
+            # A password in clear text over the network: refuse rather than leak it.
+            raise ValueError(f"credentials for {self.host}:{self.port} would be sent unencrypted "
+                             "(security = none): use security = starttls or tls")
+
+    @classmethod
+    def from_config(cls, config_file: Optional[str] = None, *, section: str = "MailHandler",
+                    environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> "MailSettings":
+        """Resolve the settings: defaults < ``config_file``'s section < environment < ``overrides``.
+
+        Options (0.5.x names): ``mail_host``, ``port``, ``sender``, ``subject``,
+        ``recipients`` (one per line), ``credentials_file`` (user on line 1,
+        password on line 2), and new: ``security``, ``ca_file``, ``verify``,
+        ``timeout``, ``username``/``password`` (when no credentials file;
+        ``LABUTILS_MAILHANDLER_PASSWORD_FILE`` reads the password from a file).
+        ``overrides`` take the option names or the field names (``host``).
+        """
+        overrides = {_FIELD_TO_OPTION.get(key, key): value for key, value in overrides.items()}
+        options = [
+            Option("mail_host", str),
+            Option("port", port_number, 0),
+            Option("sender", str),
+            Option("subject", str, "lab-utils notification"),
+            Option("recipients", string_list),
+            Option("credentials_file", _optional_path, None),
+            Option("username", str, None),
+            Option("password", str, None, secret=True),
+            Option("security", _security_mode, "starttls"),
+            Option("ca_file", _optional_path, None),
+            Option("verify", parse_bool, True),
+            Option("timeout", positive_float, 10.0),
+        ]
+        values = load_section(section, options, config_file, overrides=overrides, environ=environ)
+        username, password = values["username"], values["password"]
+        if values["credentials_file"]:
+            username, password = read_credentials_file(values["credentials_file"], section=section)
+        elif (username is None) != (password is None):
+            missing = "password" if password is None else "username"
+            raise MissingOptionError(
+                f"option {missing!r} of section [{section}] is required when "
+                f"{'username' if missing == 'password' else 'password'} is set "
+                "(or use credentials_file)", file=config_file, section=section, option=missing)
+        if not values["recipients"]:
+            raise InvalidValueError(f"option 'recipients' of section [{section}] lists no address",
+                                    file=config_file, section=section, option="recipients", value="")
+        if values["ca_file"] and not os.path.isfile(values["ca_file"]):
+            raise ConfigFileError(f"option 'ca_file' of section [{section}]: {values['ca_file']!r} "
+                                  "is not a file", file=config_file, section=section,
+                                  option="ca_file", value=values["ca_file"])
+        port = values["port"] or _DEFAULT_PORTS[values["security"]]
+        try:
+            return cls(host=values["mail_host"], port=port, security=values["security"],
+                       username=username, password=password, sender=values["sender"],
+                       recipients=tuple(values["recipients"]), subject=values["subject"],
+                       ca_file=values["ca_file"], verify=values["verify"], timeout=values["timeout"])
+        except ValueError as exc:
+            raise InvalidValueError(f"section [{section}]: {exc}", file=config_file,
+                                    section=section) from None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS context: system CAs (or only ``ca_file``), hostname checked unless ``verify`` is off."""
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+def build_message(settings: MailSettings, subject: str, body: str) -> EmailMessage:
+    """One plain-text message from ``settings.sender`` to ``settings.recipients``."""
+    message = EmailMessage()
+    # A header cannot hold a line break (and must not: header injection); fold it into spaces.
+    message["Subject"] = " ".join(str(subject).split())
+    message["From"] = settings.sender
+    message["To"] = ", ".join(settings.recipients)
+    message["Date"] = email.utils.formatdate(localtime=True)
+    message["Message-ID"] = email.utils.make_msgid(domain=_sender_domain(settings.sender))
+    message.set_content(body)
+    return message
+
+
+def _sender_domain(sender: str) -> Optional[str]:
+    address = email.utils.parseaddr(sender)[1]
+    return address.rpartition("@")[2] or None
+
+
+def send_email(settings: MailSettings, message: EmailMessage) -> None:
+    """Connect as ``settings.security`` says, log in if credentials are set, send ``message``.
+
+    Raises :class:`smtplib.SMTPException`, :class:`ssl.SSLError` (e.g. a
+    certificate that does not verify) or :class:`OSError` (server unreachable);
+    retrying is the caller's decision.
+    """
+    context = settings.ssl_context() if settings.security != "none" else None
+    smtp: smtplib.SMTP
+    if settings.security == "tls":
+        smtp = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout,
+                                context=context)
+    else:
+        smtp = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+    with smtp:
+        smtp.ehlo()
+        if settings.security == "starttls":
+            if not smtp.has_extn("starttls"):
+                raise smtplib.SMTPNotSupportedError(
+                    f"mail server {settings.host}:{settings.port} does not offer STARTTLS; use "
+                    "security = tls if it expects TLS from the start, or security = none for a "
+                    "trusted relay without encryption")
+            smtp.starttls(context=context)
+            smtp.ehlo()
+        if settings.username is not None:
+            smtp.login(settings.username, settings.password or "")
+        smtp.send_message(message)
