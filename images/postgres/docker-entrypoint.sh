@@ -1,0 +1,60 @@
+#!/bin/bash
+# Entrypoint of the PostgreSQL stand-in image: on first start (empty $PGDATA) create the cluster
+# from the official image's variables, then run the server as user postgres.
+set -euo pipefail
+
+if [ "$(id -u)" = 0 ]; then
+    # A fresh named volume belongs to root: hand it to postgres, then restart this script as postgres.
+    mkdir -p "$PGDATA"
+    chown postgres:postgres "$PGDATA"
+    chmod 700 "$PGDATA"
+    exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
+fi
+
+if [ "${1:-postgres}" != postgres ]; then
+    exec "$@"
+fi
+
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    user=${POSTGRES_USER:-postgres}
+    if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+        if [ ! -r "$POSTGRES_PASSWORD_FILE" ]; then
+            echo "docker-entrypoint: POSTGRES_PASSWORD_FILE=$POSTGRES_PASSWORD_FILE is not a readable file" >&2
+            exit 1
+        fi
+        password=$(cat "$POSTGRES_PASSWORD_FILE")
+    else
+        password=${POSTGRES_PASSWORD:-}
+    fi
+    if [ -z "$password" ] && [ "${POSTGRES_HOST_AUTH_METHOD:-}" != trust ]; then
+        echo "docker-entrypoint: the database has no password: set POSTGRES_PASSWORD_FILE (or POSTGRES_PASSWORD)," \
+             "or POSTGRES_HOST_AUTH_METHOD=trust for a throwaway server" >&2
+        exit 1
+    fi
+    pwfile=$(mktemp)
+    printf '%s\n' "$password" > "$pwfile"
+    initdb -D "$PGDATA" -U "$user" --pwfile="$pwfile" --encoding=UTF8 --locale=C.UTF-8 \
+        --auth-local=trust --auth-host="${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}" >/dev/null
+    rm -f "$pwfile"
+    echo "host all all all ${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}" >> "$PGDATA/pg_hba.conf"
+    # Create the database and run the init scripts on a server reachable through its socket only,
+    # so that the healthcheck (TCP) does not report ready before the initialisation is complete.
+    pg_ctl -D "$PGDATA" -w -o "-c listen_addresses='' -c unix_socket_directories=/var/run/postgresql" start >/dev/null
+    db=${POSTGRES_DB:-$user}
+    if [ "$db" != postgres ]; then
+        psql -v ON_ERROR_STOP=1 -q -U "$user" -d postgres -v db="$db" <<'SQL'
+CREATE DATABASE :"db";
+SQL
+    fi
+    for script in /docker-entrypoint-initdb.d/*; do
+        case "$script" in
+            *.sql) echo "docker-entrypoint: running $script"; psql -v ON_ERROR_STOP=1 -q -U "$user" -d "$db" -f "$script" ;;
+            *.sh) echo "docker-entrypoint: running $script"; . "$script" ;;
+            *) ;;
+        esac
+    done
+    pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
+    echo "docker-entrypoint: database cluster created in $PGDATA (user $user, database $db)"
+fi
+
+exec postgres -c listen_addresses='*' "${@:2}"

@@ -1,0 +1,193 @@
+"""The compose stack, end to end, through the ports it publishes on 127.0.0.1.
+
+One stack for the session (fixture ``lab_stack``). The tests run in file order and the last
+one takes the stack down and up again; each leaves every service healthy.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from lab_utils.socket_comm import Client as Client054
+
+from lab_utils_common.socket_comm import Client
+
+pytestmark = pytest.mark.docker
+
+
+def wait_until(condition, timeout: float, what: str):
+    """Poll ``condition`` until it returns a true value (returned), or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not after {timeout} s")
+        time.sleep(0.1)
+
+
+def send(stack, service: str, message: str) -> str:
+    return Client(host="127.0.0.1", port=stack.port(service), timeout=30).send_message(message)
+
+
+def mail_bodies(stack) -> list[str]:
+    """Subject and body of every message in the dev mail sink."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.port('mail-sink')}/messages", timeout=10) as reply:
+        return [f"{m['subject']}\n{m['body']}" for m in json.load(reply)]
+
+
+def provoke_alarm(stack) -> str:
+    """Make socket-daemon log a WARNING (an unknown command) that names a fresh token."""
+    token = f"no_such_command_{secrets.token_hex(4)}"
+    reply = send(stack, "socket-daemon", token)
+    assert reply.startswith("Error!") and token in reply
+    return token
+
+
+def emails_naming(stack, tokens) -> bool:
+    bodies = "\n".join(mail_bodies(stack))
+    return all(token in bodies for token in tokens)
+
+
+def relay_holds_undelivered_records(stack) -> bool:
+    """Whether log-relay's spool has a record not yet delivered, from its own status command."""
+    output = stack.container("log-relay").exec_run(["log-relay", "status"]).output.decode()
+    for line in output.splitlines():
+        if line.strip().startswith("oldest_undelivered_at:"):
+            return line.split(":", 1)[1].strip() != "None"
+    raise AssertionError(f"no oldest_undelivered_at in log-relay status:\n{output}")
+
+
+def psql(stack, sql: str) -> str:
+    """Run SQL on the stack's database through its published port."""
+    env = {"PGPASSWORD": stack.db_password, "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+                           "-p", str(stack.port("timescaledb")), "-U", "labadmin", "-d", "lab", "-c", sql],
+                          check=True, capture_output=True, text=True, env=env)
+    return done.stdout.strip()
+
+
+# --------------------------------------------------------------------------- socket-daemon
+
+
+def test_socket_daemon_speaks_to_the_new_client_and_to_lab_utils_054(lab_stack):
+    assert send(lab_stack, "socket-daemon", "set {beam current} 3.5") == "beam current = 3.5"
+    old_client = Client054(host="127.0.0.1", port=lab_stack.port("socket-daemon"))
+    assert old_client.send_message("get {beam current}") == "3.5"
+    assert old_client.send_message("echo hello lab").strip() == "hello lab"
+    assert send(lab_stack, "socket-daemon", "status").startswith("status: running")
+
+
+def test_lab_utils_client_command_line_reaches_every_daemon(lab_stack):
+    for service in ("socket-daemon", "db-admin"):
+        done = subprocess.run([str(Path(sys.executable).parent / "lab-utils-client"), "--host", "127.0.0.1", "--port",
+                               str(lab_stack.port(service)), "status"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"{service}: {done.stdout}{done.stderr}"
+        assert "running" in done.stdout
+
+
+# --------------------------------------------------------------------------- alarms by email
+
+
+def test_a_logged_warning_arrives_as_a_digest_email(lab_stack):
+    token = provoke_alarm(lab_stack)
+    wait_until(lambda: emails_naming(lab_stack, [token]), 30, f"an email naming {token}")
+    [email] = [body for body in mail_bodies(lab_stack) if token in body]
+    assert "socket-daemon" in email.splitlines()[0]  # the subject names the app
+
+
+def test_alarms_logged_while_the_mail_server_is_down_are_all_delivered(lab_stack):
+    lab_stack.stop("mail-sink")
+    tokens = [provoke_alarm(lab_stack) for _ in range(5)]
+    lab_stack.start("mail-sink")
+    wait_until(lambda: emails_naming(lab_stack, tokens), 60, f"emails naming all of {tokens}")
+
+
+# --------------------------------------------------------------------------- db-admin
+
+
+def create_table(stack, table: str, **columns: str) -> None:
+    """A time table through db-admin, with the given COLUMN=TYPE columns."""
+    for message in [f"create_table {table}", *(f"add_column {table} {c} {t}" for c, t in columns.items())]:
+        reply = send(stack, "db-admin", message)
+        assert not reply.startswith("Error"), f"{message!r}: {reply}"
+
+
+def test_db_admin_creates_a_table_inserts_and_queries(lab_stack):
+    table = f"cryostat_{secrets.token_hex(3)}"
+    create_table(lab_stack, table, temperature="double", pressure="double")
+    reply = send(lab_stack, "db-admin", f"insert {table} temperature=4.2 pressure=1e-06")
+    assert not reply.startswith("Error"), reply
+    header, row = send(lab_stack, "db-admin", f"latest {table}").splitlines()
+    assert header == "time,temperature,pressure"
+    assert row.endswith(",4.2,1e-06")
+    assert psql(lab_stack, f'SELECT temperature, pressure FROM "{table}"') == "4.2|1e-06"
+
+
+def test_database_restart_during_ingest_loses_no_acknowledged_row(lab_stack):
+    table = f"ingest_{secrets.token_hex(3)}"
+    create_table(lab_stack, table, n="int")
+    acknowledged: list[int] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def ingest() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                reply = send(lab_stack, "db-admin", f"insert {table} n={n}")
+            except OSError as exc:  # the daemon may refuse while it reconnects: not acknowledged
+                failures.append(f"{n}: {exc}")
+                continue
+            if reply.startswith("Error") or reply.startswith("Unknown exception"):
+                failures.append(f"{n}: {reply.splitlines()[0]}")
+            else:
+                acknowledged.append(n)
+
+    worker = threading.Thread(target=ingest, daemon=True)
+    worker.start()
+    try:
+        wait_until(lambda: len(acknowledged) >= 20, 60, "20 rows acknowledged before the restart")
+        lab_stack.restart("timescaledb")
+        before = len(acknowledged)
+        lab_stack.wait_healthy("timescaledb")
+        wait_until(lambda: len(acknowledged) >= before + 20, 90,
+                   f"20 more rows acknowledged after the restart (failures: {failures[-3:]})")
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+    stored = {int(n) for n in psql(lab_stack, f'SELECT n FROM "{table}"').split()}
+    lost = sorted(set(acknowledged) - stored)
+    assert not lost, f"{len(lost)} acknowledged rows are missing, e.g. {lost[:10]}"
+
+
+# --------------------------------------------------------------------------- volumes (last: down/up)
+
+
+def test_data_values_and_undelivered_alarms_survive_down_and_up(lab_stack):
+    table = f"kept_{secrets.token_hex(3)}"
+    create_table(lab_stack, table, n="int")
+    assert not send(lab_stack, "db-admin", f"insert {table} n=7").startswith("Error")
+    assert send(lab_stack, "socket-daemon", "set setpoint 21.5") == "setpoint = 21.5"
+    lab_stack.stop("mail-sink")
+    token = provoke_alarm(lab_stack)
+    # The relay holds the record in its spool (on its volume) until a delivery succeeds.
+    wait_until(lambda: relay_holds_undelivered_records(lab_stack), 30, f"the alarm {token} in log-relay's spool")
+
+    lab_stack.down_keeping_volumes()
+    lab_stack.up()
+
+    assert psql(lab_stack, f'SELECT n FROM "{table}"') == "7"
+    assert send(lab_stack, "socket-daemon", "get setpoint") == "21.5"
+    wait_until(lambda: emails_naming(lab_stack, [token]), 60, f"the spooled alarm {token} delivered after up")
