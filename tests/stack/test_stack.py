@@ -7,6 +7,7 @@ one takes the stack down and up again; each leaves every service healthy.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import subprocess
 import sys
@@ -76,6 +77,22 @@ def psql(stack, sql: str) -> str:
     return done.stdout.strip()
 
 
+# --------------------------------------------------------------------------- images
+
+
+def test_the_service_images_share_every_layer_but_their_own_last_ones(lab_stack):
+    layers = {service: lab_stack.container(service).image.attrs["RootFS"]["Layers"]
+              for service in ("socket-daemon", "db-admin", "log-relay")}
+    common = 0
+    while all(len(stack) > common for stack in layers.values()) \
+            and len({stack[common] for stack in layers.values()}) == 1:
+        common += 1
+    # Own layers: the data directory (a RUN) and the empty one of WORKDIR; base, venv,
+    # dependencies and code are stored once.
+    assert all(len(stack) - common <= 2 for stack in layers.values()), \
+        f"only the first {common} layers are shared: {layers}"
+
+
 # --------------------------------------------------------------------------- socket-daemon
 
 
@@ -121,6 +138,20 @@ def create_table(stack, table: str, **columns: str) -> None:
     for message in [f"create_table {table}", *(f"add_column {table} {c} {t}" for c, t in columns.items())]:
         reply = send(stack, "db-admin", message)
         assert not reply.startswith("Error"), f"{message!r}: {reply}"
+
+
+def test_db_admin_logs_whether_it_runs_on_timescaledb_or_plain_postgresql(lab_stack):
+    """The offline stack has no TimescaleDB (Debian does not package it): db-admin says so."""
+    container = lab_stack.container("db-admin")
+    environment = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
+    ready = next((line for line in lab_stack.logs("db-admin").splitlines() if " ready (PostgreSQL " in line), None)
+    assert ready is not None, f"no 'Database ... ready' line in db-admin's log:\n{lab_stack.logs('db-admin')[-3000:]}"
+    status = send(lab_stack, "db-admin", "status")
+    if environment["LABUTILS_DATABASE_TIMESCALEDB"] == "off":
+        assert re.search(r"TimescaleDB not installed|plain PostgreSQL", ready), ready
+        assert "timescaledb: off" in status.splitlines(), status
+    else:
+        assert re.search(r"TimescaleDB \d+\.\d+", ready), ready
 
 
 def test_db_admin_creates_a_table_inserts_and_queries(lab_stack):
