@@ -23,8 +23,6 @@ import argparse
 import datetime
 import importlib.util
 import io
-import os
-import pwd
 import shutil
 import sys
 import tempfile
@@ -39,20 +37,19 @@ from lab_utils_common.database import Database, DataType
 from lab_utils_common.socket_comm import Client
 
 
-def _load_test_fixtures():
-    # The suite's PostgresServer, loaded by path: putting tests/ on sys.path would let its
-    # tests/lab_utils_common folder shadow the installed package.
-    path = Path(__file__).resolve().parent.parent / "tests" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("labutils_test_fixtures", path)
+def _load_pg_cluster():
+    # The suite's throwaway cluster (tests/pg_cluster.py), loaded by path: putting tests/ on
+    # sys.path would let its tests/lab_utils_common folder shadow the installed package.
+    path = Path(__file__).resolve().parent.parent / "tests" / "pg_cluster.py"
+    spec = importlib.util.spec_from_file_location("labutils_pg_cluster", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
-_fixtures = _load_test_fixtures()
-PostgresServer, free_port = _fixtures.PostgresServer, _fixtures.free_port
-_timescaledb_installed = _fixtures._timescaledb_installed
+_pg_cluster = _load_pg_cluster()
+PostgresServer, start_cluster = _pg_cluster.PostgresServer, _pg_cluster.start_cluster
 
 COLUMNS = ["time", "current", "voltage", "counts"]
 
@@ -64,19 +61,7 @@ def make_rows(count: int) -> list[tuple]:
 
 
 def start_server() -> PostgresServer:
-    root = Path(tempfile.mkdtemp(prefix="bench-database-"))
-    run_as = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
-    if run_as is not None:
-        os.chown(root, run_as.pw_uid, run_as.pw_gid)
-        for parent in root.parents:
-            if parent == Path("/"):
-                break
-            parent.chmod(parent.stat().st_mode | 0o711)
-    server = PostgresServer(root=root, port=free_port(), has_timescaledb=_timescaledb_installed(),
-                            _run_as=run_as)
-    server.init()
-    server.start()
-    return server
+    return start_cluster(Path(tempfile.mkdtemp(prefix="bench-database-")))
 
 
 def create_table(server: PostgresServer, dbname: str, table: str) -> None:

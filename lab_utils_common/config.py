@@ -45,10 +45,12 @@ __all__ = [
     "Option",
     "load_section",
     "read_config_file",
+    "read_secret_file",
     "parse_bool",
     "port_number",
     "positive_int",
     "positive_float",
+    "non_negative_float",
     "log_level",
     "string_list",
     "env_name",
@@ -155,6 +157,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """Parse a number zero or greater (a wait where 0 means "at once")."""
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not value >= 0:  # also refuses nan
+        raise ValueError(f"{value} is negative" if value < 0 else f"{value} is not a number >= 0")
+    return value
+
+
 def log_level(text: str) -> int:
     """Parse a logging level name (``DEBUG`` ... ``CRITICAL``, ``SUCCESS``) or number."""
     raw = str(text).strip()
@@ -217,15 +230,22 @@ def read_config_file(config_file: str) -> configparser.ConfigParser:
     return parser
 
 
-def _read_secret_file(path: str, variable: str, section: str, option: str) -> str:
+def read_secret_file(path: str, *, section: str, option: str, variable: Optional[str] = None) -> str:
+    """The content of a file holding a secret, without its final line break.
+
+    Raises :class:`ConfigFileError` naming the file and ``option`` of ``section``
+    (and the environment ``variable`` that named the file, if any), never the content.
+    """
     full = os.path.abspath(os.path.expanduser(path))
     try:
         with open(full, encoding="utf-8") as handle:
             return handle.read().rstrip("\r\n")
-    except OSError as exc:
-        raise ConfigFileError(
-            f"{variable}={path!r}: cannot read the file for option {option!r} of section "
-            f"[{section}]: {exc.strerror or exc}", file=full, section=section, option=option) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        message = (f"{variable}={path!r}: cannot read the file for option {option!r} of section "
+                   f"[{section}]: {reason}" if variable else
+                   f"option {option!r} of section [{section}]: cannot read {full!r}: {reason}")
+        raise ConfigFileError(message, file=full, section=section, option=option) from None
 
 
 def load_section(
@@ -273,7 +293,8 @@ def load_section(
             raw = environ[variable]
             origin = f"environment variable {variable}"
         elif variable + "_FILE" in environ:
-            raw = _read_secret_file(environ[variable + "_FILE"], variable + "_FILE", section, opt.name)
+            raw = read_secret_file(environ[variable + "_FILE"], section=section, option=opt.name,
+                                   variable=variable + "_FILE")
             origin = f"file named by {variable}_FILE"
         if opt.name in overrides:
             raw = overrides[opt.name]

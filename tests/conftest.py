@@ -8,25 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
 import pytest
 
-PG_BIN = Path(os.environ.get("LABUTILS_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+# Re-exported: tests import free_port (and the others) from here.
+from pg_cluster import PG_BIN, PostgresServer, free_port, start_cluster
 
 
 def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
@@ -49,97 +42,7 @@ def unused_port() -> int:
 
 
 # =========================================================================== PostgreSQL
-
-
-@dataclass
-class PostgresServer:
-    """A throwaway PostgreSQL 15 cluster (initdb + pg_ctl) on 127.0.0.1.
-
-    The superuser ``user`` authenticates with ``password`` over TCP;
-    ``passfile`` is a pgpass file holding it, as lab-utils' ``Database`` expects.
-    """
-
-    root: Path
-    port: int
-    user: str = "labadmin"
-    password: str = "test-password-not-secret"
-    host: str = "127.0.0.1"
-    has_timescaledb: bool = False
-    _run_as: Optional[pwd.struct_passwd] = field(default=None, repr=False)
-
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def passfile(self) -> Path:
-        return self.root / "pgpass"
-
-    def dsn(self, dbname: str = "postgres") -> str:
-        return (f"host={self.host} port={self.port} user={self.user} "
-                f"password={self.password} dbname={dbname}")
-
-    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        def demote() -> None:  # initdb and postgres refuse to run as root
-            if self._run_as is not None:
-                os.setgid(self._run_as.pw_gid)
-                os.setuid(self._run_as.pw_uid)
-
-        return subprocess.run(args, check=check, capture_output=True, text=True,
-                              preexec_fn=demote if self._run_as else None)
-
-    def init(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        pwfile = self.root / "pwfile"
-        pwfile.write_text(self.password + "\n")
-        self.passfile.write_text(f"{self.host}:{self.port}:*:{self.user}:{self.password}\n")
-        self.passfile.chmod(0o600)
-        if self._run_as is not None:
-            for path in (self.root, pwfile):
-                os.chown(path, self._run_as.pw_uid, self._run_as.pw_gid)
-        self._run(str(PG_BIN / "initdb"), "-D", str(self.data_dir), "-U", self.user,
-                  f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=trust",
-                  "--encoding=UTF8", "--locale=C.UTF-8")
-        settings = [
-            "listen_addresses = '127.0.0.1'",
-            f"port = {self.port}",
-            f"unix_socket_directories = '{self.root}'",
-            "fsync = off",  # a throwaway server: durability across a machine crash is not tested
-            "max_connections = 200",
-        ]
-        if self.has_timescaledb:
-            settings += ["shared_preload_libraries = 'timescaledb'", "timescaledb.telemetry_level = off"]
-        with open(self.data_dir / "postgresql.conf", "a") as conf:
-            conf.write("\n".join(settings) + "\n")
-
-    def start(self) -> None:
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-l",
-                  str(self.root / "server.log"), "-w", "-t", "60", "start")
-
-    def stop(self, mode: str = "fast") -> None:
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop",
-                  check=False)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def psql(self, sql: str, dbname: str = "postgres") -> str:
-        """Run SQL through the psql client and return its unaligned output."""
-        env = dict(os.environ, PGPASSWORD=self.password)
-        done = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                               "-h", self.host, "-p", str(self.port), "-U", self.user,
-                               "-d", dbname, "-c", sql],
-                              check=True, capture_output=True, text=True, env=env)
-        return done.stdout.strip()
-
-
-def _timescaledb_installed() -> bool:
-    sharedir = subprocess.run([str(PG_BIN / "pg_config"), "--sharedir"], capture_output=True,
-                              text=True) if (PG_BIN / "pg_config").exists() else None
-    share = Path(sharedir.stdout.strip()) if sharedir and sharedir.returncode == 0 \
-        else Path("/usr/share/postgresql/15")
-    return (share / "extension" / "timescaledb.control").exists()
+# PostgresServer (a throwaway cluster) lives in tests/pg_cluster.py, shared with bench/.
 
 
 @pytest.fixture(scope="session")
@@ -148,18 +51,8 @@ def postgres_server(tmp_path_factory) -> Iterator[PostgresServer]:
     if not (PG_BIN / "initdb").exists():
         pytest.fail(f"PostgreSQL 15 is not installed ({PG_BIN}/initdb missing): "
                     "apt-get install postgresql-15 (scripts/test does it)")
-    run_as = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
     root = tmp_path_factory.mktemp("postgres")
-    if run_as is not None:
-        # the cluster directory must be reachable by the postgres user
-        for parent in [root, *root.parents]:
-            if parent == Path("/"):
-                break
-            parent.chmod(parent.stat().st_mode | 0o711)
-    server = PostgresServer(root=root, port=free_port(), has_timescaledb=_timescaledb_installed(),
-                            _run_as=run_as)
-    server.init()
-    server.start()
+    server = start_cluster(root)
     try:
         yield server
     finally:
@@ -1195,3 +1088,59 @@ def old_lab_utils_server(tmp_path_factory) -> Iterator[int]:
     finally:
         process.kill()
         process.wait(10)
+
+
+# =========================================================================== Shared test doubles (room 6)
+# What several test files built alike: an echo daemon in the 0.5.x subclassing style, a logger
+# of their own for handler tests, handlers that keep their errors instead of printing them.
+
+from lab_utils_common.socket_comm import Server as _Server  # noqa: E402
+
+
+class EchoServer(_Server):
+    """``echo WORDS...`` replies with the words joined by ``|`` (written the 0.5.x way)."""
+
+    def create_parser(self):
+        super().create_parser()
+        sp = self.sp.add_parser("echo", description="replies with its words")
+        sp.add_argument("text", nargs="*")
+        sp.set_defaults(func=self.echo, which="echo")
+
+    def echo(self):
+        self.reply = "|".join(self.namespace.text)
+
+
+class KeepsHandlerErrors:
+    """Mixin for a logging handler: ``handleError`` keeps the exception in ``errors`` (not stderr).
+
+    ``class RecordingSMTPHandler(KeepsHandlerErrors, TlsSMTPHandler): pass``
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.errors: list = []
+
+    def handleError(self, record) -> None:  # noqa: N802 - logging's name
+        import sys
+        self.errors.append(sys.exc_info()[1])
+
+
+@pytest.fixture
+def isolated_logger() -> Iterator[Callable[[str], Any]]:
+    """Factory: ``isolated_logger(name)`` -> a DEBUG logger that does not propagate to the root;
+    its handlers are closed and removed at the end."""
+    from lab_utils_common.custom_logging import getLogger
+    made: list = []
+
+    def make(name: str):
+        log = getLogger(name)
+        log.propagate = False
+        log.setLevel(logging.DEBUG)
+        made.append(log)
+        return log
+
+    yield make
+    for log in made:
+        for handler in log.handlers:
+            handler.close()
+        log.handlers.clear()

@@ -4,7 +4,8 @@ Names as in 0.5.4: :data:`SUCCESS`, :class:`CustomLogger`, :func:`getLogger`,
 :class:`ColoredFormatter`, :class:`CustomTimedRotatingFileHandler`,
 :class:`NonPickledSocketHandler`, :class:`TlsSMTPHandler`,
 :func:`configure_logging`, :func:`string_to_bool`. New: :class:`SlackWebhookHandler`,
-:class:`JsonLinesFormatter`, :class:`AlarmFormatter`, :func:`unconfigure_logging`.
+:class:`JsonLinesFormatter`, :class:`AlarmFormatter`, :func:`unconfigure_logging`,
+:func:`set_handler_level`.
 
 Example::
 
@@ -16,7 +17,11 @@ Example::
     log.error("pressure %.1e mbar above limit", 3e-5)       # -> alarm receiver, mail...
 """
 
-from lab_utils_common.custom_logging.configure import configure_logging, unconfigure_logging
+from lab_utils_common.custom_logging.configure import (
+    configure_logging,
+    set_handler_level,
+    unconfigure_logging,
+)
 from lab_utils_common.custom_logging.file_handler import CustomTimedRotatingFileHandler
 from lab_utils_common.custom_logging.formatters import (
     AlarmFormatter,
@@ -44,4 +49,5 @@ __all__ = [
     "JsonLinesFormatter",
     "AlarmFormatter",
     "unconfigure_logging",
+    "set_handler_level",
 ]

@@ -11,7 +11,7 @@ import os
 import queue
 import sys
 import threading
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from lab_utils_common.config import (
     ConfigError,
@@ -39,11 +39,15 @@ from lab_utils_common.custom_logging.smtp_handler import TlsSMTPHandler
 from lab_utils_common.custom_logging.socket_handler import NonPickledSocketHandler
 from lab_utils_common.mail import MailSettings
 
-__all__ = ["configure_logging", "unconfigure_logging", "FILE_FORMAT", "MAIL_FORMAT"]
+__all__ = ["configure_logging", "unconfigure_logging", "set_handler_level", "HANDLER_NAMES",
+           "FILE_FORMAT", "MAIL_FORMAT"]
 
 #: 0.5.4's format of mails and of text log files.
 MAIL_FORMAT = "%(asctime)s %(levelname)s %(name)s %(module)s %(funcName)s %(message)s"
 FILE_FORMAT = MAIL_FORMAT
+
+#: The ``name`` configure_logging gives each handler it builds, one per ``logging.ini`` section.
+HANDLER_NAMES = ("console", "file", "alarm", "slack", "mail")
 
 _lock = threading.Lock()
 _active: dict[str, Any] = {}
@@ -102,8 +106,13 @@ def _console_handler(values: Mapping[str, Any], environ: Mapping[str, str]) -> l
     return handler
 
 
+#: The ``logging.ini`` section of each handler name.
+_SECTIONS = {"ConsoleLogger": "console", "FileLogger": "file", "AlarmLogger": "alarm",
+             "SlackLogger": "slack", "MailHandler": "mail"}
+
+
 def _build_handlers(config_file: Optional[str], environ: Mapping[str, str],
-                    handlers: list[logging.Handler]) -> None:
+                    handlers: list[logging.Handler], only: Optional[frozenset[str]] = None) -> None:
     """Append the configured handlers to ``handlers`` (the caller closes them on error)."""
     parser: Optional[configparser.ConfigParser] = read_config_file(config_file) if config_file else None
 
@@ -115,6 +124,8 @@ def _build_handlers(config_file: Optional[str], environ: Mapping[str, str],
         return load_section(name, options, environ=environ)
 
     def active(name: str, default: bool) -> bool:
+        if only is not None and _SECTIONS[name] not in only:
+            return False  # not wanted: its section is not even read
         return section(name, [Option("active", parse_bool, default)])["active"]
 
     if active("ConsoleLogger", True):
@@ -126,6 +137,7 @@ def _build_handlers(config_file: Optional[str], environ: Mapping[str, str],
             Option("stream", _choice("stdout", "stderr"), "stdout"),
         ])
         handler = _console_handler(values, environ)
+        handler.set_name("console")
         handler.setLevel(values["log_level"])
         handlers.append(handler)
 
@@ -142,6 +154,7 @@ def _build_handlers(config_file: Optional[str], environ: Mapping[str, str],
         file_handler = CustomTimedRotatingFileHandler(
             values["log_path"], values["log_basename"], values["log_extension"],
             days_to_keep=values["days_to_keep"])
+        file_handler.set_name("file")
         file_handler.setLevel(values["log_level"])
         file_handler.setFormatter(JsonLinesFormatter() if values["format"] == "json"
                                   else logging.Formatter(FILE_FORMAT, DATEFMT))
@@ -157,6 +170,7 @@ def _build_handlers(config_file: Optional[str], environ: Mapping[str, str],
         ])
         alarm_handler = NonPickledSocketHandler(values["host"], values["port"],
                                                 queue_size=values["queue_size"])
+        alarm_handler.set_name("alarm")
         alarm_handler.setLevel(values["log_level"])
         handlers.append(alarm_handler)
 
@@ -189,6 +203,7 @@ def _build_handlers(config_file: Optional[str], environ: Mapping[str, str],
             raise ConfigError(f"option {option!r} of section [SlackLogger] = {shown}: {exc}",
                               file=config_file, section="SlackLogger", option=option,
                               value=None if values["webhook_url"] else url_file) from None
+        slack_handler.set_name("slack")
         slack_handler.setLevel(values["log_level"])
         handlers.append(slack_handler)
 
@@ -197,9 +212,43 @@ def _build_handlers(config_file: Optional[str], environ: Mapping[str, str],
         has_section = parser is not None and parser.has_section("MailHandler")
         settings = MailSettings.from_config(config_file if has_section else None, environ=environ)
         mail_handler = TlsSMTPHandler.from_settings(settings)
+        mail_handler.set_name("mail")
         mail_handler.setLevel(level)
         mail_handler.setFormatter(logging.Formatter(MAIL_FORMAT, DATEFMT))
         handlers.append(mail_handler)
+
+
+def _lowest_level(handlers: list[logging.Handler]) -> int:
+    """The root threshold that lets through what some handler shows, and nothing else."""
+    # Python's own default when no handler is active (nothing would be shown anyway).
+    return min((handler.level for handler in handlers), default=logging.WARNING)
+
+
+def set_handler_level(level: Union[int, str], handler: str = "console") -> list[logging.Handler]:
+    """Change the threshold of the handler :func:`configure_logging` built for one section.
+
+    ``handler`` is one of :data:`HANDLER_NAMES` (``console``, ``file``, ``alarm``,
+    ``slack``, ``mail``). The root logger's level then follows the lowest handler
+    level again, unless configure_logging was given an explicit ``log_level``.
+    Returns the handlers changed: empty when logging is not configured or that
+    handler is not active. Raises ``ValueError`` for an unknown level or name.
+
+    Example::
+
+        set_handler_level("DEBUG")              # console shows debug lines from now on
+        set_handler_level("ERROR", "mail")      # fewer mails during a bake-out
+    """
+    if handler not in HANDLER_NAMES:
+        raise ValueError(f"{handler!r} is not a handler name (use one of: {', '.join(HANDLER_NAMES)})")
+    number = parse_log_level(level) if isinstance(level, str) else int(level)
+    with _lock:
+        handlers = _active.get("handlers", [])
+        changed = [built for built in handlers if built.name == handler]
+        for built in changed:
+            built.setLevel(number)
+        if changed and _active.get("explicit_level") is None:
+            logging.getLogger().setLevel(_lowest_level(handlers))
+    return changed
 
 
 def unconfigure_logging() -> None:
@@ -208,6 +257,7 @@ def unconfigure_logging() -> None:
         listener = _active.pop("listener", None)
         front = _active.pop("front", None)
         handlers = _active.pop("handlers", [])
+        _active.pop("explicit_level", None)
     root = logging.getLogger()
     if front is not None:
         root.removeHandler(front)
@@ -223,8 +273,9 @@ def unconfigure_logging() -> None:
 
 def configure_logging(config_file: Optional[str] = None, fallback: bool = False,
                       logger_name: str = "root",
-                      log_level: Union[int, str] = logging.DEBUG, *,
-                      environ: Optional[Mapping[str, str]] = None) -> list[logging.Handler]:
+                      log_level: Union[int, str, None] = None, *,
+                      environ: Optional[Mapping[str, str]] = None,
+                      only: Optional[Iterable[str]] = None) -> list[logging.Handler]:
     """Set up logging from a 0.5.x ``logging.ini`` (and ``LABUTILS_<SECTION>_<OPTION>`` variables).
 
     Sections: ``[ConsoleLogger]`` (on by default; new ``format = text|json``),
@@ -232,8 +283,13 @@ def configure_logging(config_file: Optional[str] = None, fallback: bool = False,
     ``[SlackLogger]`` (``api_file`` holds a webhook URL), ``[MailHandler]``
     (see :class:`~lab_utils_common.mail.MailSettings`); a missing section is
     inactive. Records reach the handlers through a queue and a background
-    thread, so no logging call waits for a mail or web server. ``log_level`` is
-    the root logger's threshold. Calling it again replaces the previous setup.
+    thread, so no logging call waits for a mail or web server. The root logger's
+    threshold is the lowest active handler's level, so a record no handler shows
+    is dropped before it is built and queued; an explicit ``log_level`` sets it
+    instead. :func:`set_handler_level` changes a handler's level later. ``only``
+    (names from :data:`HANDLER_NAMES`) builds just those handlers and ignores the
+    other sections (log-relay: ``only=["console"]``). Calling it again replaces
+    the previous setup.
 
     Raises :class:`configparser.Error` (a :class:`~lab_utils_common.config.ConfigError`)
     naming file, section, option and value, or :class:`OSError` (log directory);
@@ -249,11 +305,16 @@ def configure_logging(config_file: Optional[str] = None, fallback: bool = False,
     global _atexit_registered
     environ = os.environ if environ is None else environ
     set_app_name(logger_name)
-    level = parse_log_level(log_level) if isinstance(log_level, str) else int(log_level)
+    explicit = None if log_level is None else (
+        parse_log_level(log_level) if isinstance(log_level, str) else int(log_level))
+    wanted = None if only is None else frozenset(only)
+    if wanted is not None and not wanted <= set(HANDLER_NAMES):
+        raise ValueError(f"only={sorted(wanted - set(HANDLER_NAMES))} names no handler "
+                         f"(use: {', '.join(HANDLER_NAMES)})")
     unconfigure_logging()
     handlers: list[logging.Handler] = []
     try:
-        _build_handlers(config_file, environ, handlers)
+        _build_handlers(config_file, environ, handlers, wanted)
     except (configparser.Error, OSError) as exc:
         for built in handlers:
             built.close()
@@ -261,6 +322,7 @@ def configure_logging(config_file: Optional[str] = None, fallback: bool = False,
             raise
         print(f"{type(exc).__name__}: {exc}\nDefault logger will be used", file=sys.stderr)
         handler = logging.StreamHandler(sys.stderr)
+        handler.set_name("console")
         handler.setFormatter(logging.Formatter(CONSOLE_FORMAT, DATEFMT))
         handlers = [handler]
 
@@ -268,11 +330,11 @@ def configure_logging(config_file: Optional[str] = None, fallback: bool = False,
     front = _QueueHandler(records)
     listener = logging.handlers.QueueListener(records, *handlers, respect_handler_level=True)
     root = logging.getLogger()
-    root.setLevel(level)
+    root.setLevel(_lowest_level(handlers) if explicit is None else explicit)
     root.addHandler(front)
     listener.start()
     with _lock:
-        _active.update(listener=listener, front=front, handlers=handlers)
+        _active.update(listener=listener, front=front, handlers=handlers, explicit_level=explicit)
         if not _atexit_registered:
             # Runs before logging's own shutdown (atexit is last-in, first-out), so the
             # queue is delivered before the handlers are closed.

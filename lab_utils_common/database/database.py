@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import csv
 import datetime
+import hmac
 import io
 import itertools
-import math
 import os
 import select
 import socket
@@ -36,7 +36,7 @@ import psycopg2.errors
 from psycopg2 import sql
 from psycopg2.extensions import connection as PgConnection
 
-from ..config import Option, load_section, parse_bool, port_number, positive_int
+from ..config import Option, load_section, non_negative_float, parse_bool, port_number, positive_int
 from . import timescale
 from .copy_stream import CopyStream
 from .errors import (ColumnCountError, ConnectionLostError, DatabaseUnavailableError,
@@ -54,13 +54,6 @@ Row = tuple
 Timestamp = Union[datetime.datetime, str]
 
 
-def _non_negative_float(text: str) -> float:
-    value = float(str(text).strip())
-    if not value >= 0 or math.isnan(value):
-        raise ValueError(f"{text!r} is not a number of seconds >= 0")
-    return value
-
-
 #: ``[Overall]`` options of ``database.ini`` (environment: ``LABUTILS_DATABASE_<OPTION>``).
 DATABASE_OPTIONS = (
     Option("host", str, "localhost", help="PostgreSQL host"),
@@ -73,7 +66,7 @@ DATABASE_OPTIONS = (
     Option("timescaledb", parse_bool, True,
            help="use TimescaleDB (hypertables, continuous aggregates); off = stock PostgreSQL"),
     Option("connect_timeout", positive_int, 10, help="seconds to wait for one connection attempt"),
-    Option("reconnect_timeout", _non_negative_float, 10.0,
+    Option("reconnect_timeout", non_negative_float, 10.0,
            help="seconds an operation keeps trying to re-establish a lost connection"),
     Option("create_columns", parse_bool, False,
            help="inserts create missing columns, typed from the Python values"),
@@ -181,6 +174,10 @@ class Database:
     def server(self) -> str:
         """``user@host:port/database``, for messages (never the password)."""
         return f"{self.user}@{self.host}:{self.port}/{self.database}"
+
+    def has_password(self, candidate: str) -> bool:
+        """Whether the configured password is ``candidate`` (constant time), e.g. a known placeholder."""
+        return hmac.compare_digest(self._password.encode("utf-8"), candidate.encode("utf-8"))
 
     # ------------------------------------------------------------------ connection
 

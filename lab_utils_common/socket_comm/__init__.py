@@ -2,10 +2,12 @@
 
 A lab daemon subclasses :class:`Server` and adds its commands; :class:`Client`
 (or the ``lab-utils-client`` command) sends it a message and gets the reply.
-See :class:`Server` for an example and docs/socket-daemon.md for the protocol.
+:func:`run_daemon` (or :class:`DaemonCommand`) turns the subclass into a console
+program. See :class:`Server` for an example and docs/socket-daemon.md for the protocol.
 """
 
 from .client import Client
+from .daemon_main import EXIT_CONFIG, EXIT_OK, EXIT_START_FAILED, DaemonCommand, run_daemon
 from .lock import PidLockError
 from .message import (AUTH_PREFIX, ERROR_PREFIX, add_token, buffer_size, is_error_reply, split_message,
                       take_token)
@@ -28,4 +30,9 @@ __all__ = [
     "is_error_reply",
     "AUTH_PREFIX",
     "ERROR_PREFIX",
+    "DaemonCommand",
+    "run_daemon",
+    "EXIT_OK",
+    "EXIT_START_FAILED",
+    "EXIT_CONFIG",
 ]

@@ -18,11 +18,13 @@ from lab_utils_common.config import (
     env_name,
     load_section,
     log_level,
+    non_negative_float,
     parse_bool,
     port_number,
     positive_float,
     positive_int,
     read_config_file,
+    read_secret_file,
     string_list,
 )
 
@@ -168,6 +170,17 @@ def test_unreadable_secret_file_names_variable_and_path(tmp_path):
                      environ={"LABUTILS_DATABASE_PASSWORD_FILE": str(tmp_path / "nope")})
 
 
+def test_read_secret_file_for_an_option_of_a_file(tmp_path):
+    secret = tmp_path / "url"
+    secret.write_text("https://hooks.example/T/B/x \n")
+    assert read_secret_file(str(secret), section="SlackLogger", option="webhook_url_file") \
+        == "https://hooks.example/T/B/x "  # only the line break goes
+    with pytest.raises(ConfigFileError, match=r"^option 'webhook_url_file' of section \[SlackLogger\]: "
+                                              r"cannot read '.*/nope': No such file") as caught:
+        read_secret_file(str(tmp_path / "nope"), section="SlackLogger", option="webhook_url_file")
+    assert caught.value.option == "webhook_url_file" and caught.value.file == str(tmp_path / "nope")
+
+
 def test_bad_explicit_argument_names_it():
     with pytest.raises(InvalidValueError, match=r"'port'.*explicit argument.*'abc'"):
         load_section("Overall", SERVER_OPTIONS, environ={}, overrides={"port": "abc"})
@@ -184,10 +197,15 @@ def test_parse_bool(text, value):
 
 @pytest.mark.parametrize("convert,text", [(parse_bool, "2"), (port_number, "-1"),
                                           (positive_int, "0"), (positive_float, "nan"),
-                                          (log_level, "LOUD")])
+                                          (non_negative_float, "-0.5"), (non_negative_float, "nan"),
+                                          (non_negative_float, "soon"), (log_level, "LOUD")])
 def test_converters_refuse(convert, text):
     with pytest.raises(ValueError, match=re.escape(text)):
         convert(text)
+
+
+def test_non_negative_float_takes_zero():
+    assert [non_negative_float(t) for t in ("0", " 2.5 ", "1e3")] == [0.0, 2.5, 1000.0]
 
 
 def test_log_level_names():

@@ -33,7 +33,10 @@ from lab_utils_common.socket_comm import MessageError, Server
 
 from .bodies import BodySplitter, body_text, detect_format, parse_json_lines, rows_to_csv
 
-__all__ = ["DbAdmin"]
+__all__ = ["DbAdmin", "DEV_DB_PASSWORD"]
+
+#: Content of the committed secrets/db_password.dev, which compose uses when no password file is set.
+DEV_DB_PASSWORD = "dev-only-change-me"
 
 
 def _refusals_as_errors(handler: Callable[["DbAdmin"], None]) -> Callable[["DbAdmin"], None]:
@@ -85,6 +88,12 @@ class DbAdmin(Server):
         """As :class:`Server`; ``database_config`` is a 0.5.x ``database.ini`` (or pass ``database``)."""
         self.db = database if database is not None else Database(config_file=database_config)
         super().__init__(config_file, pid_file_name, host, port, token_file=token_file)
+        if self.db.has_password(DEV_DB_PASSWORD):
+            self.logger.warning(
+                "The database password is the public development placeholder of "
+                "secrets/db_password.dev: anyone who can reach %s can log in. Put a real password in "
+                "the file named by LABUTILS_DB_PASSWORD_FILE (compose) or LABUTILS_DATABASE_PASSWORD_FILE",
+                self.db.server)
 
     def connect_database(self, wait: float = float("inf")) -> None:
         """Connect, retrying with back-off for ``wait`` seconds; each failure is logged with its reason."""
@@ -102,76 +111,66 @@ class DbAdmin(Server):
                               "next lines (CSV with a header line, or JSON lines).")
         types = ", ".join(member.name for member in DataType)
 
-        sp = self.sp.add_parser("create_database", description="creates a database")
+        sp = self.add_command("create_database", self.create_database, "creates a database")
         sp.add_argument("name", help="database name")
         sp.add_argument("--owner", help="owner role (default: the connected user)")
         sp.add_argument("--no-timescaledb", action="store_true", help="do not install TimescaleDB in it")
         sp.add_argument("--exist-ok", action="store_true", help="no error if it exists")
-        sp.set_defaults(func=self.create_database, which="create_database")
 
-        sp = self.sp.add_parser("create_table", description="creates a time table (hypertable)")
+        sp = self.add_command("create_table", self.create_table, "creates a time table (hypertable)")
         sp.add_argument("table", help="table name")
         sp.add_argument("--no-default-now", action="store_true", help="time has no default NOW()")
         sp.add_argument("--if-not-exists", action="store_true", help="no error if it exists")
-        sp.set_defaults(func=self.create_table, which="create_table")
 
-        sp = self.sp.add_parser("add_column", description="adds a column to a table")
+        sp = self.add_command("add_column", self.add_column, "adds a column to a table")
         sp.add_argument("table", help="table name")
         sp.add_argument("column", help="column name")
         sp.add_argument("type", help=f"data type: {types}")
         sp.add_argument("--constraint", action="append", default=[],
                         help=f"{', '.join(m.name for m in Constraint)} (repeatable)")
-        sp.set_defaults(func=self.add_column, which="add_column")
 
-        sp = self.sp.add_parser("insert", description="inserts one row: COLUMN=VALUE words")
+        sp = self.add_command("insert", self.insert, "inserts one row: COLUMN=VALUE words")
         sp.add_argument("table", help="table name")
         sp.add_argument("values", nargs="+", metavar="COLUMN=VALUE",
                         help="values as text, converted by the server; COLUMN= is NULL")
         sp.add_argument("--create-columns", action="store_true", help="create missing columns")
-        sp.set_defaults(func=self.insert, which="insert")
 
-        sp = self.sp.add_parser("insert_many",
-                                description="inserts the rows in the lines after the command")
+        sp = self.add_command("insert_many", self.insert_many,
+                              "inserts the rows in the lines after the command")
         sp.add_argument("table", help="table name")
         sp.add_argument("--body", default="", help=argparse.SUPPRESS)  # the lines after the command
         sp.add_argument("--format", choices=("csv", "jsonl"), help="default: guessed from the body")
         sp.add_argument("--create-columns", action="store_true", help="create missing columns")
-        sp.set_defaults(func=self.insert_many, which="insert_many")
 
-        sp = self.sp.add_parser("columns", description="lists the columns of a table and their types")
+        sp = self.add_command("columns", self.columns, "lists the columns of a table and their types")
         sp.add_argument("table", help="table name")
-        sp.set_defaults(func=self.columns, which="columns")
 
-        sp = self.sp.add_parser("latest", description="the newest row, as CSV")
+        sp = self.add_command("latest", self.latest, "the newest row, as CSV")
         sp.add_argument("table", help="table name")
         sp.add_argument("column", nargs="*", help="columns (default: all)")
-        sp.set_defaults(func=self.latest, which="latest")
 
-        sp = self.sp.add_parser("query", description="rows in a time range, as CSV")
+        sp = self.add_command("query", self.query, "rows in a time range, as CSV")
         sp.add_argument("table", help="table name")
         sp.add_argument("--columns", help="comma-separated columns (default: all)")
         sp.add_argument("--since", help="first time, e.g. 2024-05-01T00:00:00Z (included)")
         sp.add_argument("--until", help="end time (excluded)")
         sp.add_argument("--bucket", help="average per bucket, e.g. '1 minute' (braces: {1 minute})")
         sp.add_argument("--limit", type=int, help="at most this many rows")
-        sp.set_defaults(func=self.query, which="query")
 
-        sp = self.sp.add_parser("aggregate_view", description="creates TABLE_1min, 1-minute averages")
+        sp = self.add_command("aggregate_view", self.aggregate_view,
+                              "creates TABLE_1min, 1-minute averages")
         sp.add_argument("table", help="table name")
         sp.add_argument("--index", default="time", help="time column (default: time)")
         sp.add_argument("--no-recreate", action="store_true", help="error if the view exists")
-        sp.set_defaults(func=self.aggregate_view, which="aggregate_view")
 
-        sp = self.sp.add_parser("retention", description="drops data older than INTERVAL (TimescaleDB)")
+        sp = self.add_command("retention", self.retention, "drops data older than INTERVAL (TimescaleDB)")
         sp.add_argument("table", help="table name")
         sp.add_argument("interval", help="e.g. {90 days}, or off")
-        sp.set_defaults(func=self.retention, which="retention")
 
-        sp = self.sp.add_parser("compression", description="compresses data older than INTERVAL")
+        sp = self.add_command("compression", self.compression, "compresses data older than INTERVAL")
         sp.add_argument("table", help="table name")
         sp.add_argument("interval", help="e.g. {7 days}, or off")
         sp.add_argument("--segment-by", help="comma-separated columns whose values repeat")
-        sp.set_defaults(func=self.compression, which="compression")
 
     @_refusals_as_errors
     def create_database(self) -> None:
@@ -324,5 +323,10 @@ class DbAdmin(Server):
     def quit(self) -> None:
         """Close the database connection, then stop (``Goodbye!``)."""
         super().quit()
+        self.db.close()
+
+    def close(self) -> None:
+        """Release socket and PID lock, and close the database connection (also when start fails)."""
+        super().close()
         self.db.close()
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import signal
 import sys
 from typing import Optional, Sequence
 
-from lab_utils_common.config import ConfigError
+from lab_utils_common.config import ConfigError, log_level as parse_log_level
+from lab_utils_common.custom_logging import configure_logging
 
 from log_relay.relay import LogRelay
 from log_relay.settings import RelaySettings
@@ -43,6 +43,19 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     status.add_argument("--quiet", action="store_true", help="print only problems")
     return parser
+
+
+def _configure_own_logging(config_file: Optional[str], level: int) -> None:
+    """The relay's own records: console only, at ``level``, on stderr unless configured otherwise.
+
+    ``[ConsoleLogger]`` of the relay's file and ``LABUTILS_CONSOLELOGGER_*`` choose the format
+    (``format = json`` for JSON lines), as for every daemon. Only the console: the file may be the
+    apps' logging.ini, whose alarm and mail handlers would send the relay's records to itself.
+    """
+    environ = {**os.environ, "LABUTILS_CONSOLELOGGER_ACTIVE": "1",
+               "LABUTILS_CONSOLELOGGER_LOG_LEVEL": str(level)}
+    environ.setdefault("LABUTILS_CONSOLELOGGER_STREAM", "stderr")
+    configure_logging(config_file, logger_name="log-relay", environ=environ, only=["console"])
 
 
 async def _run(settings: RelaySettings) -> None:
@@ -79,12 +92,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if command == "status":
             return _status(args)
         level = getattr(args, "log_level", None) or os.environ.get("LABUTILS_RELAY_LOG_LEVEL", "INFO")
-        if not isinstance(logging.getLevelName(level.upper()), int):
-            print(f"log-relay: log level {level!r} is not one of DEBUG, INFO, WARNING, ERROR",
-                  file=sys.stderr)
+        try:
+            _configure_own_logging(args.config, parse_log_level(level))
+        except ValueError as exc:
+            print(f"log-relay: --log-level (or LABUTILS_RELAY_LOG_LEVEL): {exc}", file=sys.stderr)
             return 2
-        logging.basicConfig(stream=sys.stderr, level=level.upper(),
-                            format="%(asctime)s %(levelname)-8s %(name)s: %(message)s")
         settings = RelaySettings.from_config(args.config)
         asyncio.run(_run(settings))
         return 0

@@ -21,16 +21,17 @@ from logging.handlers import DEFAULT_TCP_LOGGING_PORT
 from typing import Any, Mapping, Optional
 
 from lab_utils_common.config import (
-    ConfigFileError,
     InvalidValueError,
     MissingOptionError,
     Option,
     load_section,
     log_level,
+    non_negative_float,
     port_number,
     positive_float,
     positive_int,
     read_config_file,
+    read_secret_file,
     string_list,
 )
 from lab_utils_common.mail import MailSettings
@@ -60,29 +61,11 @@ def _sinks(text: str) -> tuple[str, ...]:
     return names
 
 
-def _non_negative_float(text: str) -> float:
-    value = float(str(text).strip())
-    if value < 0:
-        raise ValueError(f"{value} is negative")
-    return value
-
-
 def _record_size(text: str) -> int:
     value = positive_int(text)
     if value < 1024:
         raise ValueError(f"{value} bytes is too small for a record (at least 1024)")
     return value
-
-
-def _read_secret(path: str, config_file: Optional[str]) -> str:
-    full = os.path.abspath(os.path.expanduser(path))
-    try:
-        with open(full, encoding="utf-8") as handle:
-            return handle.read().strip()
-    except OSError as exc:
-        raise ConfigFileError(f"option 'webhook_url_file' of section [SlackLogger]: cannot read "
-                              f"{full!r}: {exc.strerror or exc}", file=config_file,
-                              section="SlackLogger", option="webhook_url_file") from None
 
 
 def _relay_options(default_port: int) -> list[Option]:
@@ -95,14 +78,14 @@ def _relay_options(default_port: int) -> list[Option]:
         Option("min_level", log_level, logging.WARNING),
         Option("max_record_size", _record_size, 65536),
         Option("tail_wait", positive_float, 0.25),
-        Option("group_wait", _non_negative_float, timing.group_wait),
-        Option("group_interval", _non_negative_float, timing.group_interval),
+        Option("group_wait", non_negative_float, timing.group_wait),
+        Option("group_interval", non_negative_float, timing.group_interval),
         Option("retry_initial", positive_float, timing.retry_initial),
         Option("retry_max", positive_float, timing.retry_max),
         Option("digest_max_records", positive_int, timing.max_records),
         Option("digest_max_lines", positive_int, timing.max_lines),
         Option("subject_template", check_subject_template, DEFAULT_SUBJECT_TEMPLATE),
-        Option("retention", _non_negative_float, timing.retention),
+        Option("retention", non_negative_float, timing.retention),
         Option("max_backlog", positive_int, 200000),
         Option("heartbeat_interval", positive_float, 5.0),
         Option("unhealthy_after", positive_float, 1800.0),
@@ -199,7 +182,8 @@ class RelaySettings:
             environ=environ)
         url = values["webhook_url"]
         if values["webhook_url_file"]:
-            url = _read_secret(values["webhook_url_file"], config_file)
+            url = read_secret_file(values["webhook_url_file"], section="SlackLogger",
+                                   option="webhook_url_file").strip()
         if not url:
             raise MissingOptionError(
                 "sink 'slack' needs option 'webhook_url_file' of section [SlackLogger] (a file "

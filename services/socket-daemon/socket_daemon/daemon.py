@@ -13,6 +13,7 @@ import time
 from typing import Optional
 
 from lab_utils_common.config import log_level as parse_log_level
+from lab_utils_common.custom_logging import set_handler_level
 from lab_utils_common.socket_comm import MessageError, Server
 
 from .values import ValueStore
@@ -37,9 +38,6 @@ class SocketDaemon(Server):
     """
 
     logger_name = "socket-daemon"
-    #: Console handlers that ``log_level`` adjusts with the root logger (main() passes the ones
-    #: configure_logging built: they sit behind its queue, not on the root logger).
-    console_handlers: list = []
     pid_file_name = "/tmp/socket-daemon.pid"
 
     def __init__(self, config_file: Optional[str] = None, pid_file_name: Optional[str] = None,
@@ -54,34 +52,20 @@ class SocketDaemon(Server):
         """The built-in commands plus echo, set, get, unset, values, log_level, uptime."""
         super().create_parser()
         self.parser.description = "socket-daemon: named values, echo, log level, uptime"
-
-        sp = self.sp.add_parser("echo", description="replies with the text it got")
-        sp.add_argument("text", nargs="*", help="any words")
-        sp.set_defaults(func=self.echo, which="echo")
-
-        sp = self.sp.add_parser("set", description="sets a named value")
-        sp.add_argument("name", help="value name, in braces if it has spaces")
-        sp.add_argument("value", nargs="+", help="the value (words are joined by spaces)")
-        sp.set_defaults(func=self.set_value, which="set")
-
-        sp = self.sp.add_parser("get", description="replies with a named value")
-        sp.add_argument("name", help="value name")
-        sp.set_defaults(func=self.get_value, which="get")
-
-        sp = self.sp.add_parser("unset", description="removes a named value")
-        sp.add_argument("name", help="value name")
-        sp.set_defaults(func=self.unset_value, which="unset")
-
-        sp = self.sp.add_parser("values", description="lists every named value")
-        sp.set_defaults(func=self.list_values, which="values")
-
-        sp = self.sp.add_parser("log_level", description="changes the log level of a logger")
-        sp.add_argument("level", help="DEBUG, INFO, SUCCESS, WARNING, ERROR or CRITICAL")
-        sp.add_argument("--logger", default="", help="logger name (default: root, and the console)")
-        sp.set_defaults(func=self.change_log_level, which="log_level")
-
-        sp = self.sp.add_parser("uptime", description="time since the daemon started")
-        sp.set_defaults(func=self.uptime, which="uptime")
+        self.add_command("echo", self.echo, "replies with the text it got") \
+            .add_argument("text", nargs="*", help="any words")
+        command = self.add_command("set", self.set_value, "sets a named value")
+        command.add_argument("name", help="value name, in braces if it has spaces")
+        command.add_argument("value", nargs="+", help="the value (words are joined by spaces)")
+        self.add_command("get", self.get_value, "replies with a named value") \
+            .add_argument("name", help="value name")
+        self.add_command("unset", self.unset_value, "removes a named value") \
+            .add_argument("name", help="value name")
+        self.add_command("values", self.list_values, "lists every named value")
+        command = self.add_command("log_level", self.change_log_level, "changes the log level of a logger")
+        command.add_argument("level", help="DEBUG, INFO, SUCCESS, WARNING, ERROR or CRITICAL")
+        command.add_argument("--logger", default="", help="logger name (default: root, and the console)")
+        self.add_command("uptime", self.uptime, "time since the daemon started")
 
     def echo(self) -> None:
         """``echo WORDS...``: reply with the words."""
@@ -116,20 +100,17 @@ class SocketDaemon(Server):
         self.reply = "\n".join(f"{name} = {value}" for name, value in self.values.items()) or "(no values)"
 
     def change_log_level(self) -> None:
-        """``log_level LEVEL [--logger NAME]``: set a logger's level (root: also console handlers)."""
+        """``log_level LEVEL [--logger NAME]``: set a logger's level (root: the console's)."""
         try:
             level = parse_log_level(self.namespace.level)
         except ValueError as exc:
             raise MessageError(str(exc)) from None
         name = self.namespace.logger or None
-        target = logging.getLogger(name)
-        target.setLevel(level)
-        if name is None:
-            # Console handlers follow; file and alarm handlers keep their own thresholds (an alarm
-            # relay flooded with DEBUG records would drown the real alarms).
-            for handler in [*target.handlers, *self.console_handlers]:
-                if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-                    handler.setLevel(level)
+        # Root: the console handler changes and the root logger follows the lowest handler level;
+        # file and alarm handlers keep their thresholds (an alarm relay flooded with DEBUG records
+        # would drown the real alarms). Without configure_logging's console: the root logger.
+        if name is not None or not set_handler_level(level, "console"):
+            logging.getLogger(name).setLevel(level)
         label = name or "root"
         self.logger.info("Log level of %r set to %s", label, logging.getLevelName(level))
         self.reply = f"log level of {label!r} set to {logging.getLevelName(level)}"

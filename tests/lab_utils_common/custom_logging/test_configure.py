@@ -16,6 +16,7 @@ from lab_utils_common.custom_logging import (
     NonPickledSocketHandler,
     configure_logging,
     getLogger,
+    set_handler_level,
     unconfigure_logging,
 )
 from lab_utils_common.custom_logging.formatters import colour_allowed
@@ -263,3 +264,65 @@ def test_success_level_and_getlogger():
     plain = logging.getLogger("created-by-the-stdlib-first")
     assert getLogger("created-by-the-stdlib-first") is plain and hasattr(plain, "success")
     assert hasattr(getLogger("root"), "success")
+
+
+def test_root_level_is_the_lowest_handler_level_unless_given(tmp_path, line_receiver):
+    environ = {"LABUTILS_CONSOLELOGGER_LOG_LEVEL": "WARNING", "LABUTILS_ALARMLOGGER_ACTIVE": "1",
+               "LABUTILS_ALARMLOGGER_HOST": "127.0.0.1",
+               "LABUTILS_ALARMLOGGER_PORT": str(line_receiver.port),
+               "LABUTILS_ALARMLOGGER_LOG_LEVEL": "ERROR"}
+    configure_logging(environ=environ)
+    root = logging.getLogger()
+    assert root.level == logging.WARNING  # a debug or info call is dropped before it is queued
+    assert not root.isEnabledFor(logging.INFO)
+    configure_logging(environ={**environ, "LABUTILS_FILELOGGER_ACTIVE": "1",
+                               "LABUTILS_FILELOGGER_LOG_LEVEL": "DEBUG",
+                               "LABUTILS_FILELOGGER_LOG_PATH": str(tmp_path),
+                               "LABUTILS_FILELOGGER_LOG_BASENAME": "x"})
+    assert root.level == logging.DEBUG
+    configure_logging(environ=environ, log_level="INFO")
+    assert root.level == logging.INFO
+    configure_logging(environ={"LABUTILS_CONSOLELOGGER_ACTIVE": "0"})
+    assert root.level == logging.WARNING  # no handler: Python's default
+
+
+def test_set_handler_level_changes_the_console_and_the_root_follows(capsys):
+    configure_logging(environ={"LABUTILS_CONSOLELOGGER_LOG_LEVEL": "WARNING"})
+    root = logging.getLogger()
+    getLogger("svc").info("hidden")
+    [console] = set_handler_level(logging.ERROR, "console")
+    assert console.level == logging.ERROR and root.level == logging.ERROR
+    assert set_handler_level("DEBUG", "mail") == []  # not active: nothing changed
+    assert root.level == logging.ERROR
+    assert set_handler_level("DEBUG") == [console]
+    assert console.level == logging.DEBUG and root.level == logging.DEBUG
+    getLogger("svc").debug("shown now")
+    unconfigure_logging()  # delivers the queue
+    out = capsys.readouterr().out
+    assert "shown now" in out and "hidden" not in out
+    assert set_handler_level("DEBUG") == []  # not configured any more
+
+
+def test_set_handler_level_keeps_an_explicit_root_level():
+    [console] = configure_logging(environ={}, log_level="WARNING")
+    set_handler_level("DEBUG")
+    assert console.level == logging.DEBUG and logging.getLogger().level == logging.WARNING
+
+
+def test_set_handler_level_refuses_unknown_names_and_levels():
+    configure_logging(environ={})
+    with pytest.raises(ValueError, match="'syslog' is not a handler name"):
+        set_handler_level("DEBUG", "syslog")
+    with pytest.raises(ValueError, match="'LOUD' is not a logging level"):
+        set_handler_level("LOUD")
+
+
+def test_only_builds_the_named_handlers_and_ignores_the_other_sections(tmp_path, capsys):
+    # An apps' logging.ini whose alarm receiver does not exist: with only=console it is never used.
+    ini = write_ini(tmp_path)
+    [console] = configure_logging(ini, environ={"LABUTILS_ALARMLOGGER_PORT": "not a port"},
+                                  only=["console"])
+    assert console.name == "console" and console.level == logging.DEBUG
+    assert not (tmp_path / "logs").exists()  # [FileLogger] was not read
+    with pytest.raises(ValueError, match=r"\['syslog'\] names no handler"):
+        configure_logging(ini, only=["console", "syslog"])

@@ -26,14 +26,8 @@ class Clock:
 
 
 @pytest.fixture
-def logger():
-    log = logging.getLogger("file-test")
-    log.propagate = False
-    log.setLevel(logging.DEBUG)
-    yield log
-    for handler in log.handlers:
-        handler.close()
-    log.handlers.clear()
+def logger(isolated_logger):
+    return isolated_logger("file-test")
 
 
 def test_one_file_per_day_named_basename_date_extension(tmp_path, logger):

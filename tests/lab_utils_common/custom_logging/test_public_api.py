@@ -25,7 +25,8 @@ LEGACY_NAMES = ["SUCCESS", "CustomLogger", "getLogger", "ColoredFormatter",
 
 def test_exported_names_stay_what_they_are():
     assert custom_logging.__all__ == LEGACY_NAMES + [
-        "SlackWebhookHandler", "JsonLinesFormatter", "AlarmFormatter", "unconfigure_logging"]
+        "SlackWebhookHandler", "JsonLinesFormatter", "AlarmFormatter", "unconfigure_logging",
+        "set_handler_level"]
     for name in custom_logging.__all__:
         assert getattr(custom_logging, name) is not None
 

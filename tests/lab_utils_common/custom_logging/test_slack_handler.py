@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import pytest
 
-from lab_utils_common.custom_logging import SUCCESS, SlackWebhookHandler, getLogger
+from conftest import KeepsHandlerErrors
+from lab_utils_common.custom_logging import SUCCESS, SlackWebhookHandler
 
 
-class RecordingSlackHandler(SlackWebhookHandler):
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.errors: list = []
-
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802
-        self.errors.append(sys.exc_info()[1])
+class RecordingSlackHandler(KeepsHandlerErrors, SlackWebhookHandler):
+    """Keeps what handleError was given."""
 
 
 @pytest.fixture
-def logger():
-    log = getLogger("slack-test")
-    log.propagate = False
-    log.setLevel(logging.DEBUG)
-    yield log
-    log.handlers.clear()
+def logger(isolated_logger):
+    return isolated_logger("slack-test")
 
 
 def test_posts_json_to_the_webhook_from_a_url_file(webhook_server, tmp_path, logger):

@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import logging
 import ssl
 
 import pytest
 
+from conftest import KeepsHandlerErrors
 from lab_utils_common.custom_logging import TlsSMTPHandler
 
 
-class RecordingTlsSMTPHandler(TlsSMTPHandler):
+class RecordingTlsSMTPHandler(KeepsHandlerErrors, TlsSMTPHandler):
     """Keeps what handleError was given, as the application would see on stderr."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.errors: list = []
-
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802
-        import sys
-        self.errors.append(sys.exc_info()[1])
 
 
 @pytest.fixture
-def logger():
-    log = logging.getLogger("mail-test")
-    log.propagate = False
-    log.setLevel(logging.DEBUG)
-    yield log
-    log.handlers.clear()
+def logger(isolated_logger):
+    return isolated_logger("mail-test")
 
 
 def handler_for(server, cls=TlsSMTPHandler, **options) -> TlsSMTPHandler:

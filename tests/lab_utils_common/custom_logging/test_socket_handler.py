@@ -35,12 +35,8 @@ def make_handler():
 
 
 @pytest.fixture
-def logger():
-    log = logging.getLogger("pump-test")
-    log.propagate = False
-    log.setLevel(logging.DEBUG)
-    yield log
-    log.handlers.clear()
+def logger(isolated_logger):
+    return isolated_logger("pump-test")
 
 
 def wait_disconnected(handler, timeout=10.0):

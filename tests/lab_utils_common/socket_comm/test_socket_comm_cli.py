@@ -5,21 +5,9 @@ import sys
 
 import pytest
 
-from conftest import free_port
-from lab_utils_common.socket_comm import Server
+from conftest import EchoServer, free_port
 from lab_utils_common.socket_comm.cli import (EXIT_CONNECTION, EXIT_ERROR_REPLY, EXIT_OK, EXIT_USAGE, join_words,
                                               main)
-
-
-class EchoServer(Server):
-    def create_parser(self):
-        super().create_parser()
-        sp = self.sp.add_parser("echo")
-        sp.add_argument("text", nargs="*")
-        sp.set_defaults(func=self.echo, which="echo")
-
-    def echo(self):
-        self.reply = "|".join(self.namespace.text)
 
 
 @pytest.fixture

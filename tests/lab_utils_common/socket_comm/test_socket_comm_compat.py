@@ -3,18 +3,8 @@
 import pytest
 from lab_utils.socket_comm import Client as OldClient
 
-from lab_utils_common.socket_comm import Client, Server
-
-
-class EchoServer(Server):
-    def create_parser(self):
-        super().create_parser()
-        sp = self.sp.add_parser("echo", description="replies with its words")
-        sp.add_argument("text", nargs="*")
-        sp.set_defaults(func=self.echo, which="echo")
-
-    def echo(self):
-        self.reply = "|".join(self.namespace.text)
+from conftest import EchoServer
+from lab_utils_common.socket_comm import Client
 
 
 @pytest.fixture

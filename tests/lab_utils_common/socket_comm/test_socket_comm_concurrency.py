@@ -3,25 +3,14 @@
 import socket
 import threading
 
-from lab_utils_common.socket_comm import Server
+from conftest import EchoServer
 
 CLIENTS = 64
 REQUESTS_EACH = 10
 
 
-class CountingServer(Server):
-    def create_parser(self):
-        super().create_parser()
-        sp = self.sp.add_parser("echo")
-        sp.add_argument("text")
-        sp.set_defaults(func=self.echo, which="echo")
-
-    def echo(self):
-        self.reply = self.namespace.text
-
-
 def test_64_concurrent_clients_all_answered(socket_server_factory):
-    running = socket_server_factory(CountingServer)
+    running = socket_server_factory(EchoServer)
     start = threading.Barrier(CLIENTS, timeout=30)
     failures = []
 
@@ -49,7 +38,7 @@ def test_64_concurrent_clients_all_answered(socket_server_factory):
 
 
 def test_silent_clients_do_not_hold_up_others(socket_server_factory):
-    running = socket_server_factory(CountingServer, settings={"receive_timeout": 60.0})
+    running = socket_server_factory(EchoServer, settings={"receive_timeout": 60.0})
     silent = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(20)]
     try:
         for index in range(10):
@@ -62,7 +51,7 @@ def test_silent_clients_do_not_hold_up_others(socket_server_factory):
 
 
 def test_connections_beyond_the_maximum_get_an_error(socket_server_factory):
-    running = socket_server_factory(CountingServer, settings={"max_connections": 3, "receive_timeout": 60.0})
+    running = socket_server_factory(EchoServer, settings={"max_connections": 3, "receive_timeout": 60.0})
     silent = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(3)]
     try:
         reply = running.send("echo x")

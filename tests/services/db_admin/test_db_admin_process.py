@@ -10,6 +10,9 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
 
 from conftest import free_port, wait_for_port  # tests/conftest.py helpers
 
@@ -18,22 +21,61 @@ from lab_utils_common.socket_comm import Client
 DB_ADMIN = str(Path(sys.executable).with_name("db-admin"))
 
 
-def wait_for_line(lines: "queue.Queue[str]", needle: str, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            break
-        seen.append(line)
-        if needle in line:
-            return line
-    raise AssertionError(f"no output line with {needle!r} within {timeout} s; got:\n{''.join(seen)}")
+class DbAdminProcess:
+    """``db-admin`` as a real process, its merged output read line by line on a thread."""
+
+    def __init__(self, tmp_path: Path, env: dict) -> None:
+        self.process = subprocess.Popen([DB_ADMIN, "--pid-file", str(tmp_path / "db-admin.pid")],
+                                        env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
+        self.lines: "queue.Queue[str]" = queue.Queue()
+        self.reader = threading.Thread(target=lambda: [self.lines.put(line) for line in self.process.stdout],
+                                       daemon=True)
+        self.reader.start()
+
+    def wait_for_line(self, needle: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        seen = []
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            seen.append(line)
+            if needle in line:
+                return line
+        raise AssertionError(f"no output line with {needle!r} within {timeout} s; got:\n{''.join(seen)}")
+
+    def stop_with_sigterm(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(30)
+
+    def rest(self) -> str:
+        """The output not read yet, to the end (call once the process ended)."""
+        self.reader.join(10)
+        rest = []
+        while not self.lines.empty():
+            rest.append(self.lines.get())
+        return "".join(rest)
+
+
+@pytest.fixture
+def start_db_admin(tmp_path) -> Iterator[Callable[[dict], DbAdminProcess]]:
+    started: list[DbAdminProcess] = []
+
+    def start(env: dict) -> DbAdminProcess:
+        started.append(DbAdminProcess(tmp_path, env))
+        return started[-1]
+
+    yield start
+    for admin in started:
+        if admin.process.poll() is None:
+            admin.process.kill()
+            admin.process.wait()
 
 
 def test_waits_for_the_database_then_serves_then_stops_on_sigterm(
-        tmp_path, postgres_server, pg_database):
+        tmp_path, postgres_server, pg_database, start_db_admin):
     secret = tmp_path / "db_password"
     secret.write_text(postgres_server.password)
     port = free_port()
@@ -46,27 +88,37 @@ def test_waits_for_the_database_then_serves_then_stops_on_sigterm(
                LABUTILS_DATABASE_PASSWORD_FILE=str(secret),
                LABUTILS_DATABASE_TIMESCALEDB="off",
                LABUTILS_SERVER_HOST="127.0.0.1",
-               LABUTILS_SERVER_PORT=str(port),
-               PYTHONUNBUFFERED="1")
+               LABUTILS_SERVER_PORT=str(port))
     postgres_server.stop()
-    process = subprocess.Popen([DB_ADMIN, "--pid-file", str(tmp_path / "db-admin.pid")], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: "queue.Queue[str]" = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    admin = start_db_admin(env)
     try:
-        try:
-            line = wait_for_line(lines, "retrying in")
-        finally:
-            postgres_server.start()
-        assert f"{postgres_server.host}:{postgres_server.port}/{pg_database}" in line
-        assert postgres_server.password not in line
-        wait_for_port("127.0.0.1", port, timeout=30)
-        client = Client(host="127.0.0.1", port=port, timeout=30)
-        assert "database_connected: True" in client.send_message("status")
-        assert client.send_message("create_table beam") == "table beam created"
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
+        line = admin.wait_for_line("retrying in")
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        postgres_server.start()
+    assert f"{postgres_server.host}:{postgres_server.port}/{pg_database}" in line
+    assert postgres_server.password not in line
+    wait_for_port("127.0.0.1", port, timeout=30)
+    client = Client(host="127.0.0.1", port=port, timeout=30)
+    assert "database_connected: True" in client.send_message("status")
+    assert client.send_message("create_table beam") == "table beam created"
+    assert admin.stop_with_sigterm() == 0
+
+
+def test_dev_placeholder_password_is_warned_about_never_shown_and_sigterm_while_waiting(
+        tmp_path, start_db_admin):
+    from db_admin.daemon import DEV_DB_PASSWORD
+
+    placeholder = Path(__file__).parents[3] / "secrets" / "db_password.dev"
+    assert placeholder.read_text().rstrip("\n") == DEV_DB_PASSWORD  # the file compose falls back to
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABUTILS_")}
+    env.update(LABUTILS_DATABASE_HOST="127.0.0.1", LABUTILS_DATABASE_PORT=str(free_port()),  # nobody there
+               LABUTILS_DATABASE_PASSWORD_FILE=str(placeholder), LABUTILS_DATABASE_TIMESCALEDB="off",
+               LABUTILS_SERVER_HOST="127.0.0.1", LABUTILS_SERVER_PORT=str(free_port()))
+    admin = start_db_admin(env)
+    warning = admin.wait_for_line("development placeholder")
+    assert warning.startswith("WARNING") and "LABUTILS_DB_PASSWORD_FILE" in warning
+    admin.wait_for_line("retrying in")  # waiting for the database
+    assert admin.stop_with_sigterm() == 0
+    rest = admin.rest()
+    assert "Stopped before serving" in rest
+    assert DEV_DB_PASSWORD not in warning + rest

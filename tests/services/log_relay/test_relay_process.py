@@ -202,3 +202,31 @@ def test_a_taken_port_and_a_bad_value_are_named_in_the_exit_message(tmp_path, sm
                          env={**__import__("os").environ, "LABUTILS_RELAY_GROUP_WAIT": "soon"})
     assert bad.returncode == 2
     assert "LABUTILS_RELAY_GROUP_WAIT has invalid value 'soon'" in bad.stderr
+
+
+def test_own_logs_go_through_configure_logging_json_on_stderr(tmp_path, smtp_server):
+    import json
+    import os
+    import socket
+
+    port = free_port()
+    config = relay_config_file(tmp_path / "relay.ini", smtp_server, spool=tmp_path / "s.sqlite3", port=port,
+                               extra="[AlarmLogger]\nactive = 1\nport = 1\n")  # never used by the relay
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABUTILS_")}
+    command = [sys.executable, "-m", "log_relay", "--config", str(config), "run"]
+    with socket.socket() as taken:  # the relay sets up logging, then exits 3: cannot listen
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30,
+                              env={**env, "LABUTILS_CONSOLELOGGER_FORMAT": "json"})
+        quiet = subprocess.run(command, capture_output=True, text=True, timeout=30,
+                               env={**env, "LABUTILS_RELAY_LOG_LEVEL": "ERROR"})
+    assert done.returncode == 3 and done.stdout == ""
+    documents = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert {"name": "log-relay", "message": "Logging system set up and running"}.items() \
+        <= documents[0].items()
+    assert quiet.returncode == 3 and "Logging system set up" not in quiet.stderr
+    bad = subprocess.run(command + ["--log-level", "LOUD"], capture_output=True, text=True, timeout=30,
+                         env=env)
+    assert bad.returncode == 2
+    assert "log-relay: --log-level (or LABUTILS_RELAY_LOG_LEVEL): 'LOUD' is not a logging level" in bad.stderr

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from lab_utils_common.config import InvalidValueError, MissingOptionError
+from lab_utils_common.config import ConfigFileError, InvalidValueError, MissingOptionError
 from log_relay.digest import build_digest, due_at
 from log_relay.settings import RelaySettings
 from log_relay.spool import Spool, SpoolError
@@ -120,3 +120,11 @@ def test_slack_webhook_url_from_a_file_named_in_the_environment(tmp_path):
         "LABUTILS_RELAY_SINKS": "slack", "LABUTILS_SLACKLOGGER_WEBHOOK_URL_FILE": str(secret)})
     assert settings.sink_names == ("slack",)
     assert "secret" not in repr(settings)
+
+
+def test_unreadable_webhook_url_file_is_named(tmp_path):
+    ini = tmp_path / "relay.ini"
+    ini.write_text("[Relay]\nsinks = slack\n\n[SlackLogger]\n"
+                   f"webhook_url_file = {tmp_path / 'missing-url'}\n")
+    with pytest.raises(ConfigFileError, match=r"'webhook_url_file' of section \[SlackLogger\].*missing-url"):
+        RelaySettings.from_config(str(ini), environ={})

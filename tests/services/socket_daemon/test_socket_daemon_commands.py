@@ -5,6 +5,7 @@ import logging
 
 import pytest
 
+from lab_utils_common.custom_logging import configure_logging, unconfigure_logging
 from socket_daemon.daemon import SocketDaemon
 
 
@@ -59,3 +60,21 @@ def test_log_level_change(daemon):
     finally:
         root.setLevel(previous)
         logging.getLogger("pump").setLevel(logging.NOTSET)
+
+
+def test_log_level_moves_the_console_and_the_root_follows_the_handlers(daemon, tmp_path):
+    root = logging.getLogger()
+    previous = root.level
+    console, log_file = configure_logging(environ={
+        "LABUTILS_FILELOGGER_ACTIVE": "1", "LABUTILS_FILELOGGER_LOG_PATH": str(tmp_path),
+        "LABUTILS_FILELOGGER_LOG_BASENAME": "daemon", "LABUTILS_FILELOGGER_LOG_LEVEL": "INFO"})
+    try:
+        assert root.level == logging.INFO
+        assert daemon.send("log_level DEBUG") == "log level of 'root' set to DEBUG"
+        assert (console.level, log_file.level, root.level) == (logging.DEBUG, logging.INFO, logging.DEBUG)
+        daemon.send("log_level WARNING")
+        # The file keeps its INFO threshold, so the root logger still lets INFO through.
+        assert (console.level, log_file.level, root.level) == (logging.WARNING, logging.INFO, logging.INFO)
+    finally:
+        unconfigure_logging()
+        root.setLevel(previous)
