@@ -78,6 +78,19 @@ def _one_line(exc: BaseException) -> str:
     return "; ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
 
 
+def _without_empty_lines(text: str) -> str:
+    """CSV text without its empty lines (outside quoted fields, which may hold any line)."""
+    if "\n\n" not in text and "\n\r\n" not in text and not text.startswith(("\n", "\r\n")):
+        return text  # the usual case: no copy of a many-MB text
+    kept = []
+    quoted = False
+    for line in text.split("\n"):
+        if quoted or line not in ("", "\r"):
+            kept.append(line)
+            quoted ^= line.count('"') % 2 == 1  # "" inside a quoted field counts twice
+    return "\n".join(kept) + "\n"
+
+
 class _Secret(str):
     """A password: a str for libpq, shown as ``<secret>`` in reprs, logs and tracebacks."""
 
@@ -637,14 +650,16 @@ class Database:
 
         The server parses the fields as the columns' types (an empty field is
         NULL), so the text is never converted in Python: this is the fastest
-        way in. ``create_columns`` types missing columns from the first 1000
+        way in. Empty lines are skipped, as Python's csv module does (COPY
+        would refuse them as rows without values, and in one-column text as
+        NULL). ``create_columns`` types missing columns from the first 1000
         rows (integers, numbers, booleans, ISO timestamps, else text). All or
         none of the rows are stored; returns their number.
         """
         if not isinstance(csv_text, str):
             raise TypeError(f"csv_text must be str, not {type(csv_text).__name__}")
         table = check_identifier(table_name, "table name")
-        csv_text = csv_text.lstrip("\ufeff")
+        csv_text = _without_empty_lines(csv_text.lstrip("\ufeff"))
         header, _, body = csv_text.partition("\n")
         names = check_identifiers([name.strip() for name in next(csv.reader([header]), [])],
                                   "CSV header column name")

@@ -15,12 +15,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from typing import Any, Sequence
 
 from lab_utils_common.socket_comm.message import SPLIT_PATTERN
 
 __all__ = ["BodySplitter", "BODY_MARK", "BODY_OPTION", "body_text", "detect_format", "parse_json_lines",
-           "rows_to_csv"]
+           "rows_to_csv", "shorten", "ShortenLongLogArguments"]
 
 #: Put in front of the body word: the server strips spaces and braces from the ends of
 #: every word, and a JSON body starts with "{". A newline is neither, so it shields them.
@@ -55,7 +56,8 @@ def detect_format(body: str) -> str:
 def parse_json_lines(body: str) -> tuple[list[str], list[tuple]]:
     """Columns (in order of first appearance) and rows of a JSON-lines body.
 
-    A key missing from an object is NULL in that row. Raises ``ValueError``
+    A key missing from an object is NULL in that row; a nested object or list is
+    its JSON text. Raises ``ValueError``
     naming the line for invalid JSON or a line that is not an object.
     """
     objects = []
@@ -75,8 +77,14 @@ def parse_json_lines(body: str) -> tuple[list[str], list[tuple]]:
         if obj.keys() - columns.keys():
             columns.update(dict.fromkeys(obj))
     names = list(columns)
-    rows = [tuple(obj.get(name) for name in names) for obj in objects]
+    rows = [tuple(_json_value(obj.get(name)) for name in names) for obj in objects]
     return names, rows
+
+
+def _json_value(value: Any) -> Any:
+    # A nested object or list is stored as its JSON text (for a text or jsonb column),
+    # not as Python's repr of it.
+    return json.dumps(value) if isinstance(value, (dict, list)) else value
 
 
 def rows_to_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -88,3 +96,34 @@ def rows_to_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         writer.writerow(["" if value is None else value.isoformat() if hasattr(value, "isoformat")
                          else value for value in row])
     return out.getvalue().rstrip("\n")
+
+
+def shorten(text: str, limit: int = 300) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out (for log lines)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+class ShortenLongLogArguments(logging.Filter):
+    """Shortens string arguments of log records, such as a message with its many-MB body.
+
+    The server logs the whole message of a refused command; for ``insert_many``
+    that is up to ``max_message_size`` (256 MiB) in one log line, and again in
+    every alarm mail. The head of the message says which command it was.
+    """
+
+    def __init__(self, limit: int = 300) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(self._long(arg) for arg in args):
+            # an exception (argparse's "unrecognized arguments: <body>") becomes its shortened text
+            record.args = tuple(shorten(str(arg), self.limit) if self._long(arg) else arg
+                                for arg in args)
+        return True
+
+    def _long(self, arg: object) -> bool:
+        return isinstance(arg, (str, BaseException)) and len(str(arg)) > self.limit

@@ -31,7 +31,8 @@ from lab_utils_common.database.identifiers import check_identifier
 from lab_utils_common.database.types import data_type_of_text, data_type_of_value
 from lab_utils_common.socket_comm import MessageError, Server
 
-from .bodies import BodySplitter, body_text, detect_format, parse_json_lines, rows_to_csv
+from .bodies import (BodySplitter, ShortenLongLogArguments, body_text, detect_format,
+                     parse_json_lines, rows_to_csv)
 
 __all__ = ["DbAdmin", "DEV_DB_PASSWORD"]
 
@@ -88,6 +89,8 @@ class DbAdmin(Server):
         """As :class:`Server`; ``database_config`` is a 0.5.x ``database.ini`` (or pass ``database``)."""
         self.db = database if database is not None else Database(config_file=database_config)
         super().__init__(config_file, pid_file_name, host, port, token_file=token_file)
+        if not any(isinstance(f, ShortenLongLogArguments) for f in self.logger.filters):
+            self.logger.addFilter(ShortenLongLogArguments())  # no insert_many body in the log
         if self.db.has_password(DEV_DB_PASSWORD):
             self.logger.warning(
                 "The database password is the public development placeholder of "

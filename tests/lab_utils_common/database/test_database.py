@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import datetime
+from pathlib import Path
 
 import psycopg2
 import psycopg2.errors
@@ -182,11 +183,35 @@ def test_bad_data_type_or_constraint_is_refused_before_any_sql(beam, data_type, 
     lambda db: db.fetch("victim", ["a; DROP TABLE victim"]),
     lambda db: db.create_aggregate_view("victim", index_name="time; DROP TABLE victim"),
     lambda db: db.check_table("victim' OR '1'='1"),
+    lambda db: db.check_column("victim", "a' OR '1'='1"),
+    lambda db: db.list_columns("victim; DROP TABLE victim"),
+    lambda db: db.new_entries("victim", ["a; DROP TABLE victim"], [(1,)]),
+    lambda db: db.new_entries_csv("victim", '"a) FROM STDIN; DROP TABLE victim; --"\n1\n'),
+    lambda db: db.fetch_latest("victim", ['a" FROM victim; DROP TABLE victim; --']),
+    lambda db: db.fetch("victim", ["a"], index_name="time; DROP TABLE victim"),
+    lambda db: db.create_aggregate_view("victim; DROP TABLE victim"),
+    lambda db: db.set_retention_policy("victim; DROP TABLE victim", "1 day"),
+    lambda db: db.set_compression_policy("victim", "1 day", segment_by=['a"; DROP TABLE victim; --']),
 ])
 def test_injection_attempts_are_refused_and_run_nothing(db, postgres_server, pg_database, call):
     postgres_server.psql("CREATE TABLE victim (time timestamptz, a int); "
                          "INSERT INTO victim VALUES (now(), 1)", pg_database)
     with pytest.raises(InvalidIdentifierError):
+        call(db)
+    assert postgres_server.psql("SELECT count(*) FROM victim", pg_database) == "1"
+
+
+@pytest.mark.parametrize("call", [
+    lambda db: db.new_entry("victim", ["a"], ["1); DROP TABLE victim; --"]),
+    lambda db: db.fetch("victim", ["a"], since="2024-01-01'; DROP TABLE victim; --"),
+    lambda db: db.fetch("victim", ["a"], until="2024-01-01'::timestamptz; DROP TABLE victim; --"),
+    lambda db: db.fetch("victim", ["a"], bucket="1 minute'::interval, time); DROP TABLE victim; --"),
+])
+def test_values_that_try_injection_are_refused_by_the_server_as_bad_values(
+        db, postgres_server, pg_database, call):
+    postgres_server.psql("CREATE TABLE victim (time timestamptz, a int); "
+                         "INSERT INTO victim VALUES (now(), 1)", pg_database)
+    with pytest.raises(psycopg2.DataError):  # the text reached the server as one value
         call(db)
     assert postgres_server.psql("SELECT count(*) FROM victim", pg_database) == "1"
 
@@ -403,3 +428,69 @@ def test_csv_can_create_typed_columns(beam):
     columns = beam.list_columns("beam")
     assert [columns[c] for c in ("n", "x", "ok", "seen", "label")] == [
         "bigint", "double precision", "boolean", "timestamp with time zone", "text"]
+
+
+def test_csv_empty_lines_are_skipped_but_not_inside_quoted_fields(beam):
+    text = ("\ntime,current,note\n\n2024-03-01 12:00:00+00,1,\"two\n\nparagraphs\"\n\n"
+            "2024-03-01 12:00:20+00,2,x\n\n\n")
+    assert beam.new_entries_csv("beam", text) == 2
+    assert beam.new_entries_csv("beam", "time,current\r\n\r\n2024-03-01 12:00:40+00,3\r\n\r\n") == 1
+    assert beam.fetch("beam", ["current", "note"]) == [
+        (T0, 1.0, "two\n\nparagraphs"), (T0 + datetime.timedelta(seconds=20), 2.0, "x"),
+        (T0 + datetime.timedelta(seconds=40), 3.0, None)]
+
+
+# ---------------------------------------------------------------- TimescaleDB mode, no extension
+
+
+@pytest.fixture
+def database_without_timescaledb(postgres_server, pg_database) -> str:
+    """pg_database as a stock server shows it: timescaledb not among the available extensions.
+
+    A machine with TimescaleDB installed lists it in pg_available_extensions; a view of the
+    same name, first on the database's search_path, hides it, so this error path runs on
+    every machine (on a stock server the view changes nothing).
+    """
+    postgres_server.psql(
+        "CREATE SCHEMA stock; CREATE VIEW stock.pg_available_extensions AS SELECT * FROM "
+        "pg_catalog.pg_available_extensions WHERE name <> 'timescaledb'; "
+        f'ALTER DATABASE "{pg_database}" SET search_path = stock, pg_catalog, public', pg_database)
+    return pg_database
+
+
+def test_timescaledb_mode_on_a_server_without_it_names_the_server_and_the_setting(
+        connect_db, postgres_server, database_without_timescaledb):
+    db = connect_db(timescaledb=True)
+    server = f"{postgres_server.host}:{postgres_server.port}"
+    for call in (lambda: db.create_timescale_db("beam"), lambda: db.create_aggregate_view("beam"),
+                 lambda: db.set_retention_policy("beam", "30 days")):
+        with pytest.raises(TimescaleDBUnavailableError, match=rf"{server} does not have the "
+                                                               rf"timescaledb extension.*timescaledb = off"):
+            call()
+    assert not db.check_table("beam") and db.timescaledb_version is None
+    name = f"not_created_{postgres_server.port}"
+    with pytest.raises(TimescaleDBUnavailableError, match=rf"{name}'.*{server}"):
+        db.create_database(name, owner=postgres_server.user)
+    assert postgres_server.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{name}'") == "0"
+
+
+def test_the_timescaledb_skip_reason_points_to_instructions_that_exist():
+    root = Path(__file__).parents[3]
+    assert "DEVELOPERS.md to install it" in (root / "tests" / "conftest.py").read_text()
+    instructions = (root / "DEVELOPERS.md").read_text()
+    assert "LABUTILS_TEST_TIMESCALEDB_DSN" in instructions and "timescaledb.control" in instructions
+
+
+@pytest.mark.parametrize("method", ["__init__", "connect", "close", "config", "check_table",
+                                    "check_column", "create_database", "create_timescale_db",
+                                    "new_column", "new_entry", "create_aggregate_view"])
+def test_signatures_and_defaults_are_those_of_0_5_4(method):
+    import inspect
+
+    import lab_utils.database as reference  # lab-utils 0.5.4, installed as the reference peer
+
+    def positional(function) -> list:
+        return [(p.name, p.default) for p in inspect.signature(function).parameters.values()
+                if p.kind is not p.KEYWORD_ONLY]  # additions are keyword-only
+
+    assert positional(getattr(Database, method)) == positional(getattr(reference.Database, method))

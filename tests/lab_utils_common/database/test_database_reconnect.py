@@ -8,7 +8,7 @@ import time
 import psycopg2
 import pytest
 
-from lab_utils_common.database import DataType, DatabaseUnavailableError
+from lab_utils_common.database import ConnectionLostError, DataType, DatabaseUnavailableError
 
 
 @pytest.fixture
@@ -86,3 +86,18 @@ def test_server_down_raises_after_the_reconnect_timeout_then_recovers(
         postgres_server.start()
     counter_table.new_entry("counts", ["n"], [2])
     assert stored(postgres_server, pg_database) == [2]
+
+
+def test_restart_in_the_middle_of_new_entries_stores_none_of_them_and_says_so(
+        counter_table, postgres_server, pg_database):
+    def rows_with_a_restart():
+        for n in range(1, 20_001):
+            if n == 10_000:  # some chunks of the COPY are already on the server
+                postgres_server.restart()
+            yield (n,)
+
+    with pytest.raises(ConnectionLostError, match="lost during COPY into 'counts'.*may or may not"):
+        counter_table.new_entries("counts", ["n"], rows_with_a_restart())
+    assert stored(postgres_server, pg_database) == []  # COPY is one statement: all or nothing
+    assert counter_table.new_entries("counts", ["n"], [(1,), (2,)]) == 2  # reconnected
+    assert stored(postgres_server, pg_database) == [1, 2]

@@ -51,10 +51,15 @@ def test_continuous_aggregate_averages_numeric_columns(beam):
     assert [r[:2] for r in rows] == beam.fetch("beam", ["current"], bucket="1 minute")
     assert query(beam, "SELECT view_name, materialized_only FROM "
                        "timescaledb_information.continuous_aggregates") == [("beam_1min", False)]
-    assert "policy_refresh_continuous_aggregate" in beam.policies("beam")
+    assert set(beam.list_columns("beam_1min")) == {"time", "current_avg", "count_avg"}  # no note
+    refresh = beam.policies("beam")["policy_refresh_continuous_aggregate"]
+    assert (refresh["start_offset"], refresh["end_offset"]) == (None, "00:01:00")
+    assert query(beam, "SELECT schedule_interval FROM timescaledb_information.jobs WHERE "
+                       "hypertable_name = 'beam_1min'") == [(datetime.timedelta(minutes=1),)]
     beam.new_column("beam", "voltage", DataType.double)
     beam.create_aggregate_view("beam")  # recreate: drops the old one, adds the new column
-    assert "voltage_avg" in beam.list_columns("beam_1min")
+    assert set(beam.list_columns("beam_1min")) == {"time", "current_avg", "count_avg", "voltage_avg"}
+    assert list(beam.policies("beam")) == ["policy_refresh_continuous_aggregate"]  # one, not two
     with pytest.raises(psycopg2.errors.DuplicateTable):
         beam.create_aggregate_view("beam", recreate=False)
 
@@ -77,6 +82,13 @@ def test_retention_and_compression_policies(beam):
         beam.set_retention_policy("beam", 30)
     with pytest.raises(psycopg2.errors.InvalidDatetimeFormat):
         beam.set_retention_policy("beam", "thirty days")
+    with pytest.raises(psycopg2.DataError):  # a value, never SQL
+        beam.set_retention_policy("beam", "1 day'::interval); DROP TABLE beam; --")
+    with pytest.raises(psycopg2.DataError):
+        beam.set_compression_policy("beam", "1 day'::interval); DROP TABLE beam; --")
+    with pytest.raises(InvalidIdentifierError):
+        beam.set_compression_policy("beam", "7 days", segment_by=['note"; DROP TABLE beam; --'])
+    assert beam.check_table("beam") and len(beam.fetch("beam")) == 6
 
 
 def test_fetch_buckets_with_time_bucket(beam):
@@ -110,3 +122,20 @@ def test_extension_is_installed_on_first_use(timescaledb_server, timescale_datab
     finally:
         db.close()
         timescaledb_server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_bucketed_fetch_gives_the_same_rows_with_and_without_timescaledb(ts_db, db):
+    """time_bucket (TimescaleDB) and date_bin (timescaledb = off) put rows in the same buckets."""
+    assert db.timescaledb_version is None and ts_db.timescaledb_version is not None
+    rows = [(T0 + datetime.timedelta(seconds=(i * 7919) % (9 * 86400)), float(i % 97))
+            for i in range(2000)]
+    for mode in (ts_db, db):
+        mode.create_timescale_db("irregular")
+        mode.new_column("irregular", "x", DataType.double)
+        mode.new_entries("irregular", ["time", "x"], rows)
+    for bucket in ("45 seconds", "7 minutes", "90 minutes", "1 day", "3 days", "1 week",
+                   datetime.timedelta(hours=5)):
+        with_timescaledb = ts_db.fetch("irregular", ["x"], bucket=bucket)
+        plain = db.fetch("irregular", ["x"], bucket=bucket)
+        assert [r[0] for r in plain] == [r[0] for r in with_timescaledb], bucket
+        assert [r[1] for r in plain] == pytest.approx([r[1] for r in with_timescaledb], rel=1e-12)

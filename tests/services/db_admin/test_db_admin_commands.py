@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
+import socket
+import threading
+import time
 
+import psycopg2
 import pytest
 
 UTC = datetime.timezone.utc
@@ -51,13 +56,16 @@ def test_insert_many_csv_and_json_lines(beam):
     lines = [json.dumps({"time": f"2024-05-01T13:00:{i:02d}Z", "current": i + 0.5,
                          "note": f"{{json}} {i}"}) for i in range(10)]
     lines.insert(3, json.dumps({"time": "2024-05-01T13:00:59Z"}))  # missing keys are NULL
+    lines.insert(4, "")  # empty lines are skipped
+    lines.append(json.dumps({"time": "2024-05-01T13:01:00Z", "note": {"a": [1, "x"]}}))
     assert beam.send("insert_many beam --format jsonl\n" + "\n".join(lines)) == \
-        "11 rows inserted into beam"
+        "12 rows inserted into beam"
     rows = beam.db.fetch("beam")
-    assert len(rows) == 111
+    assert len(rows) == 112
     assert rows[0] == (T0, 1.5, "{csv 0}")
     assert rows[100] == (T0 + datetime.timedelta(hours=1), 0.5, "{json} 0")
-    assert rows[-1] == (T0 + datetime.timedelta(hours=1, seconds=59), None, None)
+    assert rows[-2] == (T0 + datetime.timedelta(hours=1, seconds=59), None, None)
+    assert rows[-1] == (T0 + datetime.timedelta(hours=1, minutes=1), None, '{"a": [1, "x"]}')
 
 
 def test_insert_many_of_megabytes(beam):
@@ -150,3 +158,85 @@ def test_timescale_commands(ts_admin):
     assert "policy_retention" not in ts_admin.db.policies("beam")
     reply = ts_admin.send("status")
     assert "timescaledb: 2." in reply
+
+
+def test_csv_body_edge_cases(beam):
+    body = ('time,current,note\n\n2024-05-01T12:00:00Z,1,"a, b"\n\n'
+            '2024-05-01T12:00:01Z,,"said ""hi""\n\nthen left"\n\n')
+    assert beam.send("insert_many beam\n" + body) == "2 rows inserted into beam"
+    reply = beam.send("insert_many beam\ntime,current,note\n2024-05-01T12:00:02Z,1\n")
+    assert reply.startswith('Error! BadCopyFileFormat: missing data for column "note"')
+    reply = beam.send("insert_many beam\ntime,current\n2024-05-01T12:00:02Z,1\n2024-05-01T12:00:03Z,one\n")
+    assert reply.startswith("Error! InvalidTextRepresentation") and 'line 3, column current: "one"' in reply
+    assert beam.db.fetch("beam") == [(T0, 1.0, "a, b"),
+                                     (T0 + datetime.timedelta(seconds=1), None, 'said "hi"\n\nthen left')]
+
+
+def test_invalid_utf8_in_a_body_is_refused_and_nothing_is_stored(beam):
+    host, port = beam.admin.server_address
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(b"insert_many beam\ntime,current,note\n2024-05-01T12:00:00Z,1,caf\xe9\n")
+        sock.shutdown(socket.SHUT_WR)
+        reply = b"".join(iter(lambda: sock.recv(65536), b""))
+    assert reply.startswith(b"Error! message is not valid UTF-8 text (byte 0xe9 at position 61)")
+    assert beam.db.fetch("beam") == []
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_a_refused_insert_many_logs_its_command_not_its_many_megabytes_of_body(beam):
+    body = "time,current\n" + "2024-05-01T12:00:00Z,1.5\n" * 100_000 + "2024-05-01T12:00:01Z,x\n"
+    logger = logging.getLogger("db-admin")
+    handler, level = _Records(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        reply = beam.send("insert_many beam\n" + body)
+        unknown_option = beam.send("insert_many beam --no-such-option\n" + body)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert reply.startswith("Error! InvalidTextRepresentation") and "line 100002" in reply
+    assert unknown_option.startswith("Error! unrecognized arguments: --no-such-option")
+    lines = [record.getMessage() for record in handler.records]
+    assert any("refused" in line and "insert_many beam" in line for line in lines)
+    assert max(len(line) for line in lines) < 2000, "a log line holds the body"
+
+
+def test_database_restart_during_insert_many_gets_an_error_reply_not_a_false_success(
+        beam, postgres_server, pg_database):
+    # The COPY waits for this lock, so the restart surely comes while it is in flight.
+    locker = psycopg2.connect(postgres_server.dsn(pg_database))
+    locker.cursor().execute("LOCK TABLE beam IN ACCESS EXCLUSIVE MODE")
+    replies: list[str] = []
+    sender = threading.Thread(target=lambda: replies.append(
+        beam.send("insert_many beam\ntime,current\n2024-05-01T12:00:00Z,1\n")))
+    sender.start()
+    watcher = psycopg2.connect(postgres_server.dsn(pg_database))
+    watcher.autocommit = True
+    try:
+        deadline = time.monotonic() + 30
+        with watcher.cursor() as cur:
+            while True:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                            "AND query LIKE 'COPY%%'")
+                if cur.fetchone()[0] == 1:
+                    break
+                assert time.monotonic() < deadline, "the COPY never waited for the lock"
+    finally:
+        watcher.close()
+    postgres_server.restart()
+    sender.join(60)
+    locker.close()
+    assert len(replies) == 1 and replies[0].startswith("Error! ConnectionLostError: connection to ")
+    assert "may or may not have been committed" in replies[0]
+    assert beam.db.fetch("beam") == []
+    assert beam.send("insert_many beam\ntime,current\n2024-05-01T12:00:00Z,1\n") == \
+        "1 rows inserted into beam"  # the daemon reconnected

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -93,10 +94,14 @@ def test_waits_for_the_database_then_serves_then_stops_on_sigterm(
     admin = start_db_admin(env)
     try:
         line = admin.wait_for_line("retrying in")
+        second = admin.wait_for_line("retrying in")
     finally:
         postgres_server.start()
     assert f"{postgres_server.host}:{postgres_server.port}/{pg_database}" in line
-    assert postgres_server.password not in line
+    assert "Connection refused" in line, "the log says why the database cannot be reached"
+    delays = [float(re.search(r"retrying in ([0-9.]+) s", text).group(1)) for text in (line, second)]
+    assert delays[1] > delays[0], f"no back-off: {delays}"
+    assert postgres_server.password not in line + second
     wait_for_port("127.0.0.1", port, timeout=30)
     client = Client(host="127.0.0.1", port=port, timeout=30)
     assert "database_connected: True" in client.send_message("status")
