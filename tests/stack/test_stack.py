@@ -59,6 +59,12 @@ def emails_naming(stack, tokens) -> bool:
     return all(token in bodies for token in tokens)
 
 
+def relay_status(stack) -> tuple[int, str]:
+    """Exit status and output of ``log-relay status`` in the relay's container."""
+    result = stack.container("log-relay").exec_run(["log-relay", "status"])
+    return result.exit_code, result.output.decode()
+
+
 def relay_holds_undelivered_records(stack) -> bool:
     """Whether log-relay's spool has a record not yet delivered, from its own status command."""
     output = stack.container("log-relay").exec_run(["log-relay", "status"]).output.decode()
@@ -126,6 +132,9 @@ def test_a_logged_warning_arrives_as_a_digest_email(lab_stack):
 def test_alarms_logged_while_the_mail_server_is_down_are_all_delivered(lab_stack):
     lab_stack.stop("mail-sink")
     tokens = [provoke_alarm(lab_stack) for _ in range(5)]
+    # The relay tried while the sink was down, and says so.
+    wait_until(lambda: "last_error: mail:" in relay_status(lab_stack)[1], 30, "a failed delivery in log-relay status")
+    assert relay_holds_undelivered_records(lab_stack)
     lab_stack.start("mail-sink")
     wait_until(lambda: emails_naming(lab_stack, tokens), 60, f"emails naming all of {tokens}")
 
@@ -213,12 +222,20 @@ def test_data_values_and_undelivered_alarms_survive_down_and_up(lab_stack):
     assert send(lab_stack, "socket-daemon", "set setpoint 21.5") == "setpoint = 21.5"
     lab_stack.stop("mail-sink")
     token = provoke_alarm(lab_stack)
-    # The relay holds the record in its spool (on its volume) until a delivery succeeds.
+    # The relay holds the record in its spool (on its volume) until a delivery succeeds; it has
+    # waited longer than unhealthy_after (3 s here): log-relay's status, its healthcheck, fails.
     wait_until(lambda: relay_holds_undelivered_records(lab_stack), 30, f"the alarm {token} in log-relay's spool")
+    wait_until(lambda: relay_status(lab_stack)[0] == 1, 30, "log-relay status unhealthy (exit 1)")
+    assert "the oldest undelivered record has waited" in relay_status(lab_stack)[1]
 
     lab_stack.down_keeping_volumes()
-    lab_stack.up()
-
+    # Up again while the mail server is still down: the measurements start all the same.
+    lab_stack.up_services("timescaledb", "log-relay", "db-admin", "socket-daemon")
+    lab_stack.wait_healthy("db-admin")
+    lab_stack.wait_healthy("socket-daemon")
     assert psql(lab_stack, f'SELECT n FROM "{table}"') == "7"
     assert send(lab_stack, "socket-daemon", "get setpoint") == "21.5"
+    assert relay_holds_undelivered_records(lab_stack)
+
+    lab_stack.up()  # the mail sink too: every service healthy again
     wait_until(lambda: emails_naming(lab_stack, [token]), 60, f"the spooled alarm {token} delivered after up")

@@ -1,7 +1,7 @@
 """The ``log-relay`` command: ``log-relay [--config FILE] run`` (the default) or ``status``.
 
-Exit status: 0 fine / healthy, 1 unhealthy (``status``), 2 bad configuration or
-unreadable spool, 3 cannot listen.
+Exit status: 0 fine / healthy, 1 unhealthy (``status``), 2 bad configuration, unreadable
+spool, or records that could not be written to the spool before a stop, 3 cannot listen.
 """
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ async def _run(settings: RelaySettings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, relay.request_stop)
     await relay.serve_forever()
+    if relay.lost_at_stop:
+        raise SpoolError(f"spool {settings.spool_path!r}: {relay.lost_at_stop} received record(s) "
+                         f"could not be committed before the stop ({relay.writer.last_error})")
 
 
 def _status(args: argparse.Namespace) -> int:

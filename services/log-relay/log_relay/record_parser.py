@@ -8,7 +8,10 @@ Two senders share the port:
   message that may itself hold ``}`` or line breaks (a traceback, for example).
 
 So records are delimited by where the next one *starts* (``{name} --date {``),
-and a record ending in ``}\\n`` is complete at once (this project's lines). The
+and, once a connection has shown it sends this project's lines (a record ending
+with a line end), a record ending in ``}\\n`` is complete at once. Before that,
+and on a 0.5.x connection, it is not: a 0.5.x message may hold ``}\\n`` and a
+read may end right after it. The
 last 0.5.x record of a burst has nothing after it: :meth:`RecordParser.flush`
 emits it once the connection has been quiet for a moment (the receiver's
 ``tail_wait``) or closes. Input that is not a record is kept as raw text with a
@@ -160,6 +163,11 @@ class RecordParser:
         self.max_record_size = max_record_size
         self._buffer = b""
         self._skipping = False  # inside the rest of a record that was cut
+        # Which sender this connection has: None until known, "line" (this project's: each
+        # record ends with "\n") or "legacy" (0.5.x: no terminator). Only on a "line"
+        # connection does "}\n" end a record at once: a 0.5.x message may hold "}\n" (a
+        # traceback, pretty-printed JSON) and a TCP read may end right there.
+        self._sender: Optional[str] = None
 
     @property
     def pending(self) -> bool:
@@ -183,7 +191,9 @@ class RecordParser:
                 if here > position:
                     self._raw_lines(buffer[position:here], out)
             else:
-                out.append(self._limited(buffer[start:here]))
+                record = buffer[start:here]
+                self._learn_sender(record)
+                out.append(self._limited(record))
             start = here
         if start is None:
             # No record in sight: complete lines are raw input, a partial line waits.
@@ -193,7 +203,7 @@ class RecordParser:
             tail = buffer[cut:]
         else:
             tail = buffer[start:]
-            if tail.endswith(b"}\n") or tail.endswith(b"}\r\n"):
+            if self._sender == "line" and (tail.endswith(b"}\n") or tail.endswith(b"}\r\n")):
                 out.append(self._limited(tail))
                 tail = b""
         if len(tail) > self.max_record_size:
@@ -210,12 +220,18 @@ class RecordParser:
         if skipping or not tail.strip():
             return []
         if _START.match(tail):
+            self._learn_sender(tail)
             return [self._limited(tail)]
         out: list[ParsedRecord] = []
         self._raw_lines(tail, out)
         return out
 
     # ------------------------------------------------------------------ internals
+
+    def _learn_sender(self, record: bytes) -> None:
+        """A whole record tells the sender: a 0.5.x record never ends with a line end."""
+        if self._sender != "legacy":
+            self._sender = "line" if record.endswith(b"\n") else "legacy"
 
     def _raw_lines(self, data: bytes, out: list[ParsedRecord]) -> None:
         for line in data.split(b"\n"):

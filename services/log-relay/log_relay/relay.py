@@ -54,6 +54,8 @@ class LogRelay:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._closed = False
+        #: records received but not in the spool when the relay stopped (the disk stayed full)
+        self.lost_at_stop = 0
 
     @property
     def address(self) -> tuple[str, int]:
@@ -101,7 +103,14 @@ class LogRelay:
         _log.info("log-relay stopping: draining")
         await self.receiver.close()
         self.writer.set_meta({"stopped_at": _iso(time.time())})
-        await asyncio.to_thread(self.writer.stop)
+        # Bounded only while commits keep failing (disk full): a stop must not hang until the
+        # supervisor's SIGKILL, and the records that could not be written are counted and named.
+        if not await asyncio.to_thread(self.writer.stop,
+                                       give_up_failing_after=self.settings.drain_timeout):
+            self.lost_at_stop = self.writer.uncommitted
+            _log.error("spool %s: %d received record(s) could not be committed for %.0f s (%s) "
+                       "and are lost; free space on its file system", self.settings.spool_path,
+                       self.lost_at_stop, self.settings.drain_timeout, self.writer.last_error)
         await asyncio.sleep(0)  # run the commit callbacks the writer queued before it stopped
         self.scheduler.stop(self.settings.drain_timeout)
         for task in self._tasks:

@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import threading
+import time
 from typing import Callable, Optional, Sequence
 
 from lab_utils_common.custom_logging import getLogger
@@ -48,13 +49,17 @@ class SpoolWriter:
         self.retry_max = retry_max
         self.committed = 0
         self.last_error: Optional[str] = None
+        #: monotonic time of the first failed commit of the current run of failures, else None
+        self.failing_since: Optional[float] = None
         self._queue: list[RecordRow] = []
         self._meta: dict[str, Optional[str]] = {}
         self._cond = threading.Condition()
         self._stopping = False
+        self._abandoned = False
         self._thread: Optional[threading.Thread] = None
         self._spool: Optional[Spool] = None
         self._next_id = 0
+        self._in_flight = 0
 
     @property
     def backlog(self) -> int:
@@ -80,15 +85,36 @@ class SpoolWriter:
             self._meta.update(values)
             self._cond.notify()
 
-    def stop(self, timeout: Optional[float] = None) -> bool:
-        """Commit everything submitted, then stop; False if that took longer than ``timeout``."""
+    def stop(self, timeout: Optional[float] = None, *,
+             give_up_failing_after: Optional[float] = None) -> bool:
+        """Commit everything submitted, then stop; False if that took longer than ``timeout``,
+        or if commits have been failing (disk full) for ``give_up_failing_after`` seconds:
+        then :attr:`backlog` records are not in the spool."""
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
+        if self._thread is None:
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._thread.is_alive():
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return False
+            failing = self.failing_since
+            if give_up_failing_after is not None and failing is not None \
+                    and now - failing >= give_up_failing_after:
+                with self._cond:  # the thread stops retrying; the records stay uncommitted
+                    self._abandoned = True
+                    self._cond.notify()
+                return False
+            self._thread.join(0.05 if deadline is None else min(0.05, deadline - now))
         return True
+
+    @property
+    def uncommitted(self) -> int:
+        """Records submitted and not committed: waiting, or in the batch being retried."""
+        with self._cond:
+            return len(self._queue) + self._in_flight
 
     def _run(self) -> None:
         assert self._spool is not None
@@ -105,6 +131,7 @@ class SpoolWriter:
                 if not batch:
                     batch = self._queue[:self.max_batch]
                     del self._queue[:len(batch)]
+                    self._in_flight = len(batch)
                 meta.update(self._meta)
                 self._meta.clear()
             try:
@@ -115,15 +142,23 @@ class SpoolWriter:
                     self._spool.set_meta(meta)
             except Exception as exc:  # disk full, I/O error, locked: keep the batch and retry
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
                 _log.error("spool %s: commit of %d record(s) failed, retrying in %.1f s: %s",
                            self.spool_path, len(batch), delay, self.last_error)
                 with self._cond:
+                    if self._abandoned:
+                        self._spool.close()
+                        return
                     self._cond.wait(delay)
                 delay = min(delay * 2, self.retry_max)
                 continue
             delay = 0.05
+            self.failing_since = None
             self._next_id += len(batch)
             self.committed += len(batch)
+            with self._cond:
+                self._in_flight = 0
             if batch and self.on_commit is not None:
                 self.on_commit(len(batch), self._groups(batch))
             batch, meta = [], {}

@@ -180,3 +180,89 @@ def test_status_is_unhealthy_when_records_wait_too_long(relay_factory, smtp_serv
     relay.stop()
     report = read_status(relay.spool_path)
     assert any("the relay stopped at" in problem for problem in report.problems)
+
+
+def test_many_idle_long_lived_connections_and_active_senders_lose_nothing(relay_factory, smtp_server):
+    import socket
+    import threading
+
+    relay = relay_factory(group_wait="0.3")
+    idle = [socket.create_connection(("127.0.0.1", relay.port), timeout=10) for _ in range(200)]
+    try:
+        wait_until(lambda: relay.relay.receiver.connection_count == 200, 15,
+                   lambda: f"{relay.relay.receiver.connection_count} connections")
+
+        def sender(n: int) -> None:
+            send_to_relay(relay.port, b"".join(alarm_line(f"app{n}", "ERROR", f"busy {n}.{i}")
+                                               for i in range(500)))
+
+        threads = [threading.Thread(target=sender, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        # An idle sender speaks up after months: its record arrives like any other.
+        idle[123].sendall(alarm_line("sleeper", "CRITICAL", "woke up"))
+        for thread in threads:
+            thread.join(30)
+        relay.wait_delivered(8 * 500 + 1, timeout=30)
+        assert relay.relay.receiver.connection_count == 200
+        subjects = sorted(mail["Subject"] for mail in smtp_server.messages)
+        assert "lab alarm [CRITICAL] sleeper: woke up" in subjects
+        apps = {subject.split("] ")[1].split(":")[0] for subject in subjects}
+        assert apps == {"sleeper", *(f"app{n}" for n in range(8))}
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_retries_back_off_exponentially_up_to_retry_max_then_start_over(relay_factory, smtp_server, caplog):
+    import logging
+
+    smtp_server.stop()
+    relay = relay_factory(retry_initial="0.05", retry_max="0.4")
+
+    def retries() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "log_relay.delivery" and "failed (attempt" in r.msg]
+
+    with caplog.at_level(logging.ERROR, logger="log_relay.delivery"):
+        send_to_relay(relay.port, alarm_line("pumpctl", "ERROR", "nobody listens"))
+        wait_until(lambda: len(retries()) >= 6, 20, lambda: f"{len(retries())} failed attempts")
+        failed = retries()[:6]
+        # args: sink, attempt number, delay, error
+        assert [(r.args[1], r.args[2]) for r in failed] == [(1, 0.05), (2, 0.1), (3, 0.2), (4, 0.4),
+                                                            (5, 0.4), (6, 0.4)]
+        for before, after in zip(failed, failed[1:]):  # never tried again before the delay ran out
+            assert after.created - before.created >= before.args[2] * 0.9
+        smtp_server.start()
+        relay.wait_delivered(1)
+        caplog.clear()
+        smtp_server.stop()  # a new outage starts the back-off from retry_initial again
+        send_to_relay(relay.port, alarm_line("pumpctl", "ERROR", "again"))
+        wait_until(lambda: len(retries()) >= 1, 20, lambda: "no failed attempt")
+        assert retries()[0].args[1:3] == (1, 0.05)
+
+
+def test_records_after_the_first_digest_wait_for_group_interval_and_go_out_together(relay_factory,
+                                                                                      smtp_server):
+    import sqlite3
+
+    relay = relay_factory(group_wait="0.2", group_interval="1.5")
+
+    def last_sent() -> float:
+        db = sqlite3.connect(f"file:{relay.spool_path}?mode=ro", uri=True)
+        try:
+            return db.execute("SELECT last_sent_at FROM groups WHERE sink = 'mail' AND app = 'pumpctl'"
+                              ).fetchone()[0]
+        finally:
+            db.close()
+
+    send_to_relay(relay.port, alarm_line("pumpctl", "ERROR", "first"))
+    [first] = smtp_server.wait_for(1)
+    relay.wait_delivered(1)
+    first_sent = last_sent()
+    assert first["Subject"] == "lab alarm [ERROR] pumpctl: first"
+    send_to_relay(relay.port, b"".join(alarm_line("pumpctl", "ERROR", f"later {i}") for i in range(3)))
+    relay.wait_delivered(4)
+    [_, second] = smtp_server.messages
+    assert second["Subject"] == "lab alarm [ERROR] pumpctl: later 0 (+2 more)"
+    assert "3 record(s) of level ERROR from pumpctl" in mail_body(second)
+    assert last_sent() - first_sent >= 1.5  # not before group_interval after the first digest

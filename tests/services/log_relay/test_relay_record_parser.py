@@ -35,10 +35,51 @@ def feed_in_pieces(parser: RecordParser, data: bytes, size: int) -> list[ParsedR
 
 def test_a_line_of_this_project_is_complete_at_once_and_unescaped():
     record = make_record("line 1\nline 2 with C:\\path and } brace")
-    [parsed] = RecordParser().feed(new_format(record))
+    parser = RecordParser()
+    # The first record of a connection may be a 0.5.x one cut by a read after a "}\n" of its
+    # message: it is complete once the next record starts or the sender is quiet (flush).
+    assert parser.feed(new_format(make_record("first"))) == []
+    assert [p.message for p in parser.flush()] == ["first"]
+    # From then on the connection is known to send lines: each is complete at once.
+    [parsed] = parser.feed(new_format(record))
     assert (parsed.level, parsed.app, parsed.module, parsed.function) == ("ERROR", "pumpctl", "pump", "start")
     assert parsed.message == "line 1\nline 2 with C:\\path and } brace"
     assert parsed.note is None
+    assert [p.message for p in parser.feed(new_format(make_record("third")))] == ["third"]
+
+
+def test_lines_back_to_back_teach_the_parser_at_once():
+    parser = RecordParser()
+    parsed = parser.feed(new_format(make_record("one")) + new_format(make_record("two")))
+    assert [p.message for p in parsed] == ["one", "two"]
+
+
+OLD_MESSAGES_WITH_BRACE_NEWLINE = ["a}\nb", '{\n  "a": {\n    "b": 1\n  }\n}', "ends}\n", "}\n}\n", "last"]
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 5, 8, 13, 100000])
+def test_old_messages_holding_brace_newline_survive_any_read_boundary(piece):
+    """A read that ends right after a "}\n" inside a 0.5.x message does not end the record."""
+    stream = b"".join(old_format(make_record(m)) for m in OLD_MESSAGES_WITH_BRACE_NEWLINE)
+    parser = RecordParser()
+    parsed = feed_in_pieces(parser, stream, piece) + parser.flush()
+    assert [(p.level, p.message, p.note) for p in parsed] == [
+        ("ERROR", m, None) for m in OLD_MESSAGES_WITH_BRACE_NEWLINE]
+
+
+def test_an_old_traceback_cut_by_a_read_stays_in_its_record():
+    try:
+        raise ValueError("valve {3} stuck")
+    except ValueError:
+        import sys
+        record = make_record("cannot open valve", exc_info=sys.exc_info())
+    data = old_format(record)
+    cut = data.index(b"}\nTraceback") + 2  # the read ends right after "{cannot open valve}\n"
+    parser = RecordParser()
+    parsed = parser.feed(data[:cut]) + parser.feed(data[cut:]) + parser.flush()
+    assert [p.level for p in parsed] == ["ERROR"]
+    assert parsed[0].message.startswith("cannot open valve\nTraceback (most recent call last):")
+    assert parsed[0].message.endswith("ValueError: valve {3} stuck")
 
 
 MESSAGES = ["plain", "with } brace and {braces}", "two\nlines", "ends with brace}", "x" * 3000,
@@ -86,14 +127,15 @@ def test_new_record_with_a_traceback_is_one_line():
     except KeyError:
         import sys
         record = make_record("lost sensor", exc_info=sys.exc_info())
-    [parsed] = RecordParser().feed(new_format(record))
+    parser = RecordParser()
+    [parsed] = parser.feed(new_format(record)) + parser.flush()
     assert parsed.message.startswith("lost sensor\nTraceback")
     assert parsed.message.endswith("KeyError: 'sensor'")
 
 
 def test_junk_lines_are_kept_as_raw_text_with_a_note():
     parser = RecordParser()
-    parsed = parser.feed(b"hello relay\n\n" + new_format(make_record("real")))
+    parsed = parser.feed(b"hello relay\n\n" + new_format(make_record("real"))) + parser.flush()
     parsed += parser.feed(b"GET / HTTP/1.0\r\n") + parser.flush()
     assert [(p.level, p.message) for p in parsed] == [
         (UNPARSED_LEVEL, "hello relay"), ("ERROR", "real"), (UNPARSED_LEVEL, "GET / HTTP/1.0")]
@@ -102,7 +144,7 @@ def test_junk_lines_are_kept_as_raw_text_with_a_note():
 
 def test_junk_before_a_record_is_split_from_it():
     parser = RecordParser()
-    parsed = parser.feed(b"garbage without newline" + new_format(make_record("real")))
+    parsed = parser.feed(b"garbage without newline" + new_format(make_record("real"))) + parser.flush()
     assert [(p.level, p.message) for p in parsed] == [(UNPARSED_LEVEL, "garbage without newline"),
                                                      ("ERROR", "real")]
 

@@ -128,3 +128,27 @@ def test_unreadable_webhook_url_file_is_named(tmp_path):
                    f"webhook_url_file = {tmp_path / 'missing-url'}\n")
     with pytest.raises(ConfigFileError, match=r"'webhook_url_file' of section \[SlackLogger\].*missing-url"):
         RelaySettings.from_config(str(ini), environ={})
+
+
+def test_the_running_relay_purges_delivered_records_and_keeps_undelivered_ones(tmp_path, smtp_server):
+    import dataclasses
+
+    from conftest import RelayRunner, relay_config_file, send_to_relay, wait_until
+    from test_relay_delivery import alarm_line
+
+    config = relay_config_file(tmp_path / "relay.ini", smtp_server, spool=tmp_path / "s.sqlite3", port=0,
+                               relay={"retention": "0", "min_level": "ERROR"})
+    settings = RelaySettings.from_config(str(config), environ={})
+    settings = dataclasses.replace(settings, timing=dataclasses.replace(settings.timing, purge_every=0.2))
+    relay = RelayRunner(settings)
+    try:
+        send_to_relay(relay.port, alarm_line("pumpctl", "ERROR", "mailed") + alarm_line("pumpctl", "INFO", "quiet"))
+        smtp_server.wait_for(1)
+        wait_until(lambda: relay.spool_count() == 0, 15, lambda: f"{relay.spool_count()} records left")
+        smtp_server.stop()
+        send_to_relay(relay.port, alarm_line("pumpctl", "ERROR", "undeliverable"))
+        wait_until(lambda: relay.relay.scheduler.failed_attempts >= 5, 15, lambda: "not 5 failed attempts")
+        relay.wait_spooled(1)  # several purge passes later, the undelivered record is still there
+        assert relay.spool_count("outbox") == 1
+    finally:
+        relay.stop()
