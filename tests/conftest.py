@@ -121,7 +121,7 @@ def timescaledb_server(request) -> TimescaleServer:
         if not pg.has_timescaledb:
             pytest.skip(f"TimescaleDB is not installed next to PostgreSQL 15 ({PG_BIN}: no "
                         f"timescaledb.control) and {TIMESCALEDB_DSN_ENV} is not set; see "
-                        f"DEVELOPERS.md to build it, or point {TIMESCALEDB_DSN_ENV} at a server")
+                        f"DEVELOPERS.md to install it, or point {TIMESCALEDB_DSN_ENV} at a server")
         server = TimescaleServer(pg.host, pg.port, pg.user, pg.password)
     rows = server.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
     if not rows:
@@ -722,6 +722,10 @@ class LabStack:
     def up(self) -> None:
         """``up --wait``: start what is missing and wait until every service is healthy."""
         self._run("up", "--wait")
+
+    def up_services(self, *services: str) -> None:
+        """``up -d SERVICE...``: create and start them (and what they depend on), no waiting."""
+        self._run("up", "-d", *services)
 
     def down_keeping_volumes(self) -> None:
         """``down`` without ``--volumes``: containers and network go, named volumes stay."""

@@ -11,6 +11,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from lab_utils_common.config import (
@@ -100,10 +101,61 @@ def _console_handler(values: Mapping[str, Any], environ: Mapping[str, str]) -> l
     if values["format"] == "json":
         handler.setFormatter(JsonLinesFormatter())
     elif values["use_coloured_output"] and colour_allowed(stream, environ):
-        handler.setFormatter(ColoredFormatter(COLOURED_CONSOLE_FORMAT, DATEFMT))
+        handler.setFormatter(ColoredFormatter(COLOURED_CONSOLE_FORMAT, DATEFMT, stream=stream))
     else:
         handler.setFormatter(logging.Formatter(CONSOLE_FORMAT, DATEFMT))
     return handler
+
+
+#: Handlers that wait for a remote server (up to their timeout per record while it is down). Each
+#: gets a thread of its own, so console, file and alarm lines never queue up behind a mail.
+_SLOW_HANDLERS = ("slack", "mail")
+
+#: How long unconfigure_logging (at exit) lets a slow handler deliver what it still holds.
+_SLOW_HANDLER_EXIT_WAIT = 15.0
+
+
+class _Forwarder(logging.handlers.QueueHandler):
+    """Passes records from the main listener to a slow handler's own queue (already prepared)."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return copy.copy(record)  # the main listener's formatters keep using the original
+
+
+def _start_listeners(records: queue.SimpleQueue,
+                     handlers: list[logging.Handler]) -> list[logging.handlers.QueueListener]:
+    """The main listener (first) and one per slow handler; all started."""
+    listeners = []
+    targets: list[logging.Handler] = []
+    for handler in handlers:
+        if handler.name in _SLOW_HANDLERS:
+            own: queue.SimpleQueue = queue.SimpleQueue()
+            listeners.append(logging.handlers.QueueListener(own, handler, respect_handler_level=True))
+            targets.append(_Forwarder(own))
+        else:
+            targets.append(handler)
+    listeners.insert(0, logging.handlers.QueueListener(records, *targets, respect_handler_level=True))
+    for listener in listeners:
+        listener.start()
+    return listeners
+
+
+def _stop_listeners(listeners: list[logging.handlers.QueueListener]) -> None:
+    """Deliver what is queued: the main listener fully, slow handlers within _SLOW_HANDLER_EXIT_WAIT."""
+    if not listeners:
+        return
+    listeners[0].stop()
+    deadline = time.monotonic() + _SLOW_HANDLER_EXIT_WAIT
+    for listener in listeners[1:]:
+        thread = listener._thread  # noqa: SLF001 - QueueListener.stop() has no timeout
+        if thread is None:
+            continue
+        listener.enqueue_sentinel()
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            print(f"lab_utils_common: {listener.handlers[0]!r} still sending at exit; its queued "
+                  f"records are given up", file=sys.stderr)
+        listener._thread = None  # noqa: SLF001 - a daemon thread: it does not hold up the exit
 
 
 #: The ``logging.ini`` section of each handler name.
@@ -254,15 +306,14 @@ def set_handler_level(level: Union[int, str], handler: str = "console") -> list[
 def unconfigure_logging() -> None:
     """Undo :func:`configure_logging`: stop the queue listener, flush and close its handlers."""
     with _lock:
-        listener = _active.pop("listener", None)
+        listeners = _active.pop("listeners", [])
         front = _active.pop("front", None)
         handlers = _active.pop("handlers", [])
         _active.pop("explicit_level", None)
     root = logging.getLogger()
     if front is not None:
         root.removeHandler(front)
-    if listener is not None:
-        listener.stop()  # delivers what is still queued
+    _stop_listeners(listeners)  # delivers what is still queued
     for handler in handlers:
         try:
             handler.flush()
@@ -328,13 +379,12 @@ def configure_logging(config_file: Optional[str] = None, fallback: bool = False,
 
     records: queue.SimpleQueue = queue.SimpleQueue()
     front = _QueueHandler(records)
-    listener = logging.handlers.QueueListener(records, *handlers, respect_handler_level=True)
     root = logging.getLogger()
     root.setLevel(_lowest_level(handlers) if explicit is None else explicit)
     root.addHandler(front)
-    listener.start()
+    listeners = _start_listeners(records, handlers)
     with _lock:
-        _active.update(listener=listener, front=front, handlers=handlers, explicit_level=explicit)
+        _active.update(listeners=listeners, front=front, handlers=handlers, explicit_level=explicit)
         if not _atexit_registered:
             # Runs before logging's own shutdown (atexit is last-in, first-out), so the
             # queue is delivered before the handlers are closed.

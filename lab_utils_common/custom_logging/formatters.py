@@ -41,10 +41,13 @@ def colour_allowed(stream: IO[Any], environ: Optional[Mapping[str, str]] = None)
 class ColoredFormatter(logging.Formatter):
     """Console formatter that prepends the level name in colour, padded to 9 columns (0.5.4).
 
+    The level name stays plain while ``NO_COLOR`` is set, and when ``stream``
+    (the handler's stream, if given) is not a terminal.
+
     Example::
 
         handler = logging.StreamHandler()
-        handler.setFormatter(ColoredFormatter(COLOURED_CONSOLE_FORMAT, DATEFMT))
+        handler.setFormatter(ColoredFormatter(COLOURED_CONSOLE_FORMAT, DATEFMT, stream=handler.stream))
     """
 
     colours = {
@@ -58,9 +61,17 @@ class ColoredFormatter(logging.Formatter):
     prefix = "\033["  #: Starts a terminal colour sequence.
     suffix = "\033[0m"  #: Resets the terminal colour.
 
+    def __init__(self, fmt: Optional[str] = None, datefmt: Optional[str] = None, style: str = "%",
+                 validate: bool = True, *, stream: Optional[IO[Any]] = None, **kwargs: Any) -> None:
+        super().__init__(fmt, datefmt, style, validate, **kwargs)
+        self.stream = stream
+
     def format(self, record: logging.LogRecord) -> str:
         """The parent's text, after the coloured level name padded to 9 columns."""
         message = super().format(record)
+        padding = "".ljust(9 - len(record.levelname))
+        if os.environ.get("NO_COLOR") or (self.stream is not None and not colour_allowed(self.stream)):
+            return record.levelname + padding + message
         colour = self.colour_map.get(record.levelname, "white")
         code = self.colours.get(colour, self.colours["white"])
         header = f"{self.prefix}{code}m{record.levelname}{self.suffix}"

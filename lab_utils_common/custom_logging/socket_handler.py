@@ -12,6 +12,15 @@ stays in an in-flight list until the peer's TCP stack acknowledged it (Linux
 after reconnection (so a receiver may see a line twice, never a gap). A line
 the receiver's kernel acknowledged but its process never read (it crashed with
 unread data) cannot be detected: 0.5.x receivers send no acknowledgement.
+
+A lab-utils 0.5.x alarm receiver is a ``socket_comm`` Server: it reads one
+message per connection (one ``recv``), replies and closes; lines written behind
+the first one would be acknowledged by its kernel and never read (or read
+together with the first as one garbled message). So the first line on a new
+connection goes alone, and the sender waits up to ``first_line_wait`` seconds:
+a receiver that answers or closes gets one line per connection from then on
+(waiting up to ``one_shot_wait`` for each close); one that stays silent
+(log-relay) gets the following lines streamed on the same connection.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import struct
 import sys
 import termios
 import threading
+import time
 from typing import Deque, Optional, Union
 
 from lab_utils_common.custom_logging.formatters import AlarmFormatter
@@ -56,7 +66,9 @@ class NonPickledSocketHandler(logging.handlers.SocketHandler):
     ``retry_max`` seconds); when the queue is full new records are dropped,
     counted in :attr:`dropped`, and one WARNING line saying how many is sent in
     their place once there is room again. :meth:`flush` and :meth:`close` wait
-    at most ``flush_timeout`` seconds for the queue to drain.
+    at most ``flush_timeout`` seconds for the queue to drain. A receiver that
+    answers or closes within ``first_line_wait`` seconds of the first line on a
+    connection (a 0.5.x ``socket_comm`` Server) gets one line per connection.
 
     Example::
 
@@ -67,7 +79,8 @@ class NonPickledSocketHandler(logging.handlers.SocketHandler):
 
     def __init__(self, host: str, port: int, *, queue_size: int = 10_000,
                  connect_timeout: float = 5.0, retry_start: float = 0.5, retry_max: float = 10.0,
-                 flush_timeout: float = 5.0) -> None:
+                 flush_timeout: float = 5.0, first_line_wait: float = 0.5,
+                 one_shot_wait: float = 10.0) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size!r}")
         super().__init__(host, port)
@@ -76,6 +89,11 @@ class NonPickledSocketHandler(logging.handlers.SocketHandler):
         self.retryStart = retry_start
         self.retryMax = retry_max
         self.flush_timeout = flush_timeout
+        self.first_line_wait = first_line_wait
+        self.one_shot_wait = one_shot_wait
+        #: True while the receiver takes one message per connection (a 0.5.x socket_comm Server).
+        self.one_message_per_connection = False
+        self._trial_until: Optional[float] = None  # the first line of this connection awaits a verdict
         self.sent = 0  #: Lines written to the socket (a line sent again counts again).
         self.dropped = 0  #: Records dropped because the queue was full or the handler closed.
         self.setFormatter(AlarmFormatter())
@@ -185,6 +203,9 @@ class NonPickledSocketHandler(logging.handlers.SocketHandler):
 
     def _run(self) -> None:
         while True:
+            if self._trial_until is not None:
+                self._await_first_line_verdict()
+                continue
             probe = False
             with self._condition:
                 while True:
@@ -237,12 +258,44 @@ class NonPickledSocketHandler(logging.handlers.SocketHandler):
             with self._condition:
                 if self._pending and self._pending[0] is item:
                     self._pending.popleft()
+                if self._written == 0:
+                    wait = self.one_shot_wait if self.one_message_per_connection else self.first_line_wait
+                    self._trial_until = time.monotonic() + wait
                 self._written += len(data)
                 self._in_flight.append((item, self._written))
                 self.sent += 1
                 self._gave_up = False
                 self._forget_acknowledged()
                 self._condition.notify_all()
+        self._disconnect()
+
+    def _await_first_line_verdict(self) -> None:
+        """After the first line of a connection: does the receiver answer or close (one message
+        per connection, as a 0.5.x socket_comm Server), or stay silent and read on (log-relay)?"""
+        deadline, self._trial_until = self._trial_until, None
+        sock = self.sock
+        if sock is None or deadline is None:
+            return
+        remaining = deadline - time.monotonic()
+        try:
+            # close() shuts the socket down to stop this wait early: it then reads as EOF.
+            readable, _, _ = select.select([sock], [], [], max(remaining, 0.0))
+            if not readable:
+                self.one_message_per_connection = False  # silent: a streaming receiver
+                return
+            with self._condition:
+                if self._abort:
+                    return
+                self._forget_acknowledged()
+            sock.recv(4096)  # its reply, or EOF: either way it is done with this connection
+        except OSError:
+            self._connection_lost()  # reset: what it did not acknowledge goes again
+            return
+        # It answered or closed: it read the line (a receiver that closes without reading
+        # resets the connection instead). The next line gets a connection of its own.
+        with self._condition:
+            self._in_flight.clear()
+        self.one_message_per_connection = True
         self._disconnect()
 
     def _render(self, item: _Item) -> str:

@@ -9,7 +9,7 @@ from typing import Optional
 from lab_utils_common.config import Option, load_section, port_number, positive_float
 
 from ._log import get_logger
-from .message import add_token
+from .message import add_token, buffer_size
 from .auth_token import read_token_file
 
 __all__ = ["Client"]
@@ -46,6 +46,9 @@ class Client:
                  timeout: Optional[float] = None) -> None:
         """Read the settings; raises a :class:`configparser.Error` for a bad configuration."""
         self._token: Optional[str] = None
+        if config_file is not None and type(self).config is not Client.config:
+            # As in 0.5.x the constructor calls config(): a subclass reads its own options there.
+            self.config(config_file)
         self._load_settings(config_file, {"host": host, "port": port, "token_file": token_file,
                                           "timeout": timeout})
 
@@ -73,9 +76,10 @@ class Client:
             sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         except OSError as exc:
             raise type(exc)(exc.errno, f"cannot connect to {where}: {exc.strerror or exc}") from exc
+        payload = add_token(message, self._token).encode("utf-8")
         with sock:
             try:
-                sock.sendall(add_token(message, self._token).encode("utf-8"))
+                sock.sendall(payload)
                 sock.shutdown(socket.SHUT_WR)  # end of message
                 chunks = []
                 while True:
@@ -86,7 +90,12 @@ class Client:
             except socket.timeout:
                 raise TimeoutError(f"no reply from {where} within {self.timeout:g} s") from None
             except OSError as exc:
-                raise type(exc)(exc.errno, f"talking to {where} failed: {exc.strerror or exc}") from exc
+                hint = ""
+                if isinstance(exc, (ConnectionResetError, BrokenPipeError)) and len(payload) > buffer_size:
+                    # What a lab-utils 0.5.x server does with a longer message: one recv, then close.
+                    hint = (f" (the message is {len(payload)} bytes; a lab-utils 0.5.x daemon reads at "
+                            f"most {buffer_size} and drops the connection)")
+                raise type(exc)(exc.errno, f"talking to {where} failed: {exc.strerror or exc}{hint}") from exc
         reply = b"".join(chunks).decode("utf-8", errors="replace")
         _logger.debug("Reply received: %s", reply)
         return reply

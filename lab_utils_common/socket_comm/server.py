@@ -121,6 +121,9 @@ class Server:
         self.started_at: Optional[float] = None
         self.requests_served = 0
         self.error_replies = 0
+        if config_file is not None and type(self).config is not Server.config:
+            # As in 0.5.x the constructor calls config(): a subclass reads its own options there.
+            self.config(config_file)
         self._load_settings(config_file, {"host": host, "port": port, "pid_file": pid_file_name,
                                           "token_file": token_file})
         self.create_parser()
@@ -238,7 +241,11 @@ class Server:
         self.reply = "\n".join(f"{key}: {value}" for key, value in self.status_fields().items())
 
     def status_fields(self) -> dict[str, Any]:
-        """The values the ``status`` command reports; extend it in a subclass to add yours."""
+        """The values the ``status`` command reports; extend it in a subclass to add yours.
+
+        It runs on the network thread, also while a command runs (so a healthcheck never
+        waits for a busy instrument): report values kept in memory, never talk to hardware here.
+        """
         uptime = time.monotonic() - self.started_at if self.started_at is not None else 0.0
         return {
             "status": "stopping" if self.quit_flag else "running",
@@ -368,6 +375,16 @@ class Server:
         except asyncio.TimeoutError:
             self.logger.warning("Stopping: %d connection(s) still open after %g s, dropping them",
                                 len(self._connections), self.shutdown_timeout)
+            # A client whose command is still running must not take the close for an empty
+            # (successful) reply: it gets an error saying what happened.
+            for connection in list(self._connections):
+                connection.send_reply(f"{ERROR_PREFIX}the daemon is stopping and did not finish this "
+                                      f"request within {self.shutdown_timeout:g} s (shutdown_timeout); "
+                                      f"a command that was running may still complete")
+            try:
+                await asyncio.wait_for(self._all_closed.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
             for connection in list(self._connections):
                 if connection._transport is not None:
                     connection._transport.abort()

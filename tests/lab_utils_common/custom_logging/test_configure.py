@@ -154,6 +154,38 @@ ca_file = {smtp_server.ca_file}
     assert [t.rsplit("   ", 1)[1] for t in texts] == ["beam on", "beam lost"]
 
 
+def test_a_mail_server_that_hangs_does_not_hold_up_alarm_lines(tmp_path, line_receiver):
+    import socket
+    import threading
+    credentials = tmp_path / "smtpcredentials"
+    credentials.write_text("user\npassword\n")
+    with socket.socket() as black_hole:  # accepts the SMTP connection and never says a word
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen()
+        accepted = []
+        threading.Thread(target=lambda: accepted.append(black_hole.accept()[0]), daemon=True).start()
+        environ = {"LABUTILS_CONSOLELOGGER_ACTIVE": "0",
+                   "LABUTILS_ALARMLOGGER_ACTIVE": "1", "LABUTILS_ALARMLOGGER_HOST": "127.0.0.1",
+                   "LABUTILS_ALARMLOGGER_PORT": str(line_receiver.port),
+                   "LABUTILS_MAILHANDLER_ACTIVE": "1", "LABUTILS_MAILHANDLER_MAIL_HOST": "127.0.0.1",
+                   "LABUTILS_MAILHANDLER_PORT": str(black_hole.getsockname()[1]),
+                   "LABUTILS_MAILHANDLER_TIMEOUT": "60", "LABUTILS_MAILHANDLER_SENDER": "lab@example.org",
+                   "LABUTILS_MAILHANDLER_RECIPIENTS": "alice@example.org",
+                   "LABUTILS_MAILHANDLER_CREDENTIALS_FILE": str(credentials)}
+        configure_logging(environ=environ, logger_name="pump")
+        try:
+            for i in range(3):
+                getLogger().error("alarm %d", i)
+            # with one thread for every handler, the second line would wait for the mail's 60 s timeout
+            assert len(line_receiver.wait_for(3)) == 3
+            assert accepted, "the mail handler never connected"
+        finally:
+            for connection in accepted:
+                connection.close()  # the mail handler fails at once (reported on stderr)...
+            black_hole.close()  # ...and so do its next attempts
+            unconfigure_logging()
+
+
 def test_json_console_selected_by_environment(tmp_path, capsys):
     configure_logging(environ={"LABUTILS_CONSOLELOGGER_FORMAT": "json"}, logger_name="svc")
     getLogger().warning("as json", extra={"run": 7})
@@ -257,6 +289,33 @@ def test_colour_only_on_a_terminal_and_never_with_no_color():
     os.close(leader)
     with open(os.devnull, "w") as not_a_terminal:
         assert colour_allowed(not_a_terminal, environ={}) is False
+
+
+def test_console_through_configure_logging_colours_a_terminal_unless_no_color(monkeypatch):
+    leader, follower = os.openpty()
+    try:
+        with os.fdopen(follower, "w") as terminal:
+            monkeypatch.setattr("sys.stdout", terminal)
+            for environ, coloured in [({}, True), ({"NO_COLOR": "1"}, False)]:
+                configure_logging(environ=environ)
+                getLogger("tty-test").warning("on a terminal")
+                unconfigure_logging()  # delivers the queue
+                terminal.flush()
+                output = os.read(leader, 65536).decode()
+                assert "on a terminal" in output
+                assert ("\033[33mWARNING\033[0m" in output) is coloured, output
+    finally:
+        os.close(leader)
+
+
+def test_coloured_formatter_itself_stays_plain_with_no_color_or_off_a_terminal(monkeypatch):
+    from lab_utils_common.custom_logging import ColoredFormatter
+    record = logging.LogRecord("app", logging.ERROR, "/x/pump.py", 3, "hot", None, None, "run")
+    assert ColoredFormatter("%(message)s").format(record) == "\033[31mERROR\033[0m    hot"
+    with open(os.devnull, "w") as not_a_terminal:
+        assert ColoredFormatter("%(message)s", stream=not_a_terminal).format(record) == "ERROR    hot"
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert ColoredFormatter("%(message)s").format(record) == "ERROR    hot"
 
 
 def test_success_level_and_getlogger():

@@ -79,3 +79,51 @@ def test_alarm_line_matches_0_5_4_for_plain_messages(tmp_path):
     record = logging.LogRecord("myapp", logging.ERROR, "/x/pump.py", 3, "pressure too high",
                                None, None, "start")
     assert AlarmFormatter().format(record) == logging.Formatter(ALARM_FORMAT, ALARM_DATEFMT).format(record)
+
+
+ALARM_SENDER = """
+import sys
+if sys.argv[1] == "0.5.4":
+    from lab_utils.custom_logging import configure_logging, getLogger
+else:
+    from lab_utils_common.custom_logging import configure_logging, getLogger
+configure_logging(sys.argv[2], logger_name="cryostat")
+
+def start():
+    getLogger().error("pressure %s above the limit, valve {V3} closed", "3.2e-5 mbar")
+
+start()
+"""
+
+
+def test_alarm_bytes_on_the_wire_match_0_5_4s_own_handler(tmp_path):
+    """0.5.4's configure_logging and ours, same record from the same code: same bytes, plus '\\n'."""
+    import re
+    import socket
+    import subprocess
+    import sys
+
+    sender = tmp_path / "pump.py"
+    sender.write_text(ALARM_SENDER)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        ini = tmp_path / "logging.ini"
+        ini.write_text(f"[ConsoleLogger]\nactive = 0\n\n[AlarmLogger]\nactive = 1\n"
+                       f"port = {listener.getsockname()[1]}\nlog_level = WARNING\n")
+        received = {}
+        for version in ("0.5.4", "ours"):
+            process = subprocess.Popen([sys.executable, str(sender), version, str(ini)])
+            listener.settimeout(30)
+            connection, _ = listener.accept()
+            with connection:
+                connection.settimeout(30)
+                chunks = []
+                while chunk := connection.recv(65536):
+                    chunks.append(chunk)
+            assert process.wait(30) == 0
+            received[version] = re.sub(rb"--date \{[^}]*\}", b"--date {D}", b"".join(chunks))
+    assert received["0.5.4"] == (b"{cryostat} --date {D} --level {ERROR} --app {cryostat} --module {pump} "
+                                 b"--function {start} --message {pressure 3.2e-5 mbar above the limit, "
+                                 b"valve {V3} closed}")
+    assert received["ours"] == received["0.5.4"] + b"\n"

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
+from conftest import free_port, wait_for_port
 from lab_utils_common.alarm_wire import unescape_message
 from lab_utils_common.custom_logging import NonPickledSocketHandler
 
@@ -25,6 +29,9 @@ def make_handler():
     def make(receiver, **options) -> NonPickledSocketHandler:
         options.setdefault("retry_start", 0.02)
         options.setdefault("retry_max", 0.1)
+        # A receiver stopped right after a connection's first line looks like a 0.5.x one
+        # (closes after one message); the next connection then waits this long for a close.
+        options.setdefault("one_shot_wait", 1.0)
         handler = NonPickledSocketHandler(receiver.host, receiver.port, **options)
         handlers.append(handler)
         return handler
@@ -214,3 +221,58 @@ def test_shutdown_with_receiver_down_waits_once(line_receiver, make_handler, log
     handler.close()                   # ...then this returns without a second wait
     assert not handler._thread.is_alive()
     assert "1 alarm record(s) not delivered" in capsys.readouterr().err
+
+
+# A lab-utils 0.5.x alarm receiver: the 0.5.4 socket_comm Server (one recv per connection, a
+# reply, close) whose command is the app name and whose options are the alarm line's fields.
+OLD_ALARM_RECEIVER = """
+import json, sys
+from lab_utils.socket_comm import Server
+class AlarmReceiver(Server):
+    def create_parser(self):
+        super().create_parser()
+        sp = self.sp.add_parser("pump-test", description="alarm records")
+        for option in ("--date", "--level", "--app", "--module", "--function", "--message"):
+            sp.add_argument(option)
+        sp.set_defaults(func=self.record, which="record")
+    def record(self):
+        with open(sys.argv[3], "a") as out:
+            out.write(json.dumps(self.namespace.message) + "\\n")
+        self.reply = sys.argv[4]
+AlarmReceiver(pid_file_name=sys.argv[2], host="127.0.0.1", port=int(sys.argv[1])).start_daemon()
+"""
+
+
+@pytest.mark.parametrize("reply", ["recorded", ""])
+def test_a_0_5_4_server_as_receiver_gets_every_record_of_a_burst(tmp_path, make_handler, logger, reply):
+    """0.5.x's receiver reads one message per connection: each record must get a connection."""
+    port = free_port()
+    received = tmp_path / "received.jsonl"
+    process = subprocess.Popen([sys.executable, "-c", OLD_ALARM_RECEIVER, str(port), str(tmp_path / "old.pid"),
+                                str(received), reply], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port("127.0.0.1", port)
+        receiver = type("Receiver", (), {"host": "127.0.0.1", "port": port})
+        handler = make_handler(receiver)
+        logger.addHandler(handler)
+        for i in range(60):  # a burst: all queued before the first one is sent
+            logger.error("record %d of the burst", i)
+        deadline = time.monotonic() + 30
+        while len(lines := received.read_text().splitlines() if received.exists() else []) < 60:
+            assert time.monotonic() < deadline, f"{len(lines)} of 60 records arrived: {lines[-3:]}"
+            time.sleep(0.02)
+        assert [json.loads(line) for line in lines] == [f"record {i} of the burst" for i in range(60)]
+        assert handler.one_message_per_connection and handler.dropped == 0
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def test_a_streaming_receiver_gets_the_lines_after_the_first_on_the_same_connection(line_receiver,
+                                                                                    make_handler, logger):
+    handler = make_handler(line_receiver, first_line_wait=0.05)
+    logger.addHandler(handler)
+    for i in range(300):
+        logger.error("streamed %d", i)
+    assert messages(line_receiver.wait_for(300)) == [f"streamed {i}" for i in range(300)]
+    assert line_receiver.connections == 1 and not handler.one_message_per_connection

@@ -1,5 +1,6 @@
 """lab-utils-client: prints the reply, exit status 0 / 1 error reply / 2 usage / 3 connection."""
 
+import socket
 import subprocess
 import sys
 
@@ -53,3 +54,25 @@ def test_console_script_healthcheck(server):
                            "--port", str(server.port), "status"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("status: running")
+
+
+def test_token_file_option(socket_server_factory, tmp_path, capsys):
+    token = tmp_path / "token"
+    token.write_text("s3cret-t0ken\n")
+    running = socket_server_factory(EchoServer, token_file=str(token))
+    where = ["--host", "127.0.0.1", "--port", str(running.port)]
+    assert main([*where, "--token-file", str(token), "echo", "x"]) == EXIT_OK
+    assert capsys.readouterr().out == "x\n"
+    assert main([*where, "echo", "x"]) == EXIT_ERROR_REPLY
+    assert capsys.readouterr().out.startswith("Error! authentication failed (no token given)")
+    assert main([*where, "--token-file", str(tmp_path / "absent"), "echo", "x"]) == EXIT_USAGE
+    assert str(tmp_path / "absent") in capsys.readouterr().err
+
+
+def test_no_reply_in_time_exit_3(capsys):
+    with socket.socket() as silent:  # accepts (in its backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        assert main(["--host", "127.0.0.1", "--port", str(port), "--timeout", "0.2", "status"]) == EXIT_CONNECTION
+    assert f"no reply from 127.0.0.1:{port} within 0.2 s" in capsys.readouterr().err

@@ -37,6 +37,13 @@ def test_new_client_against_old_server(old_lab_utils_server):
     # Python >= 3.10, so its error replies are empty)
 
 
+def test_new_client_message_over_4096_bytes_to_old_server_names_the_limit(old_lab_utils_server):
+    client = Client(host="127.0.0.1", port=old_lab_utils_server, timeout=20)
+    with pytest.raises(OSError, match=r"the message is 5000 bytes; a lab-utils 0.5.x daemon reads at most 4096"):
+        client.send_message("echo " + "w" * 4995)
+    assert client.send_message("echo " + "w" * 4091) == "w" * 4091  # exactly 4096 bytes still fit
+
+
 def test_new_client_token_is_refused_harmlessly_by_old_server(old_lab_utils_server, tmp_path):
     token_file = tmp_path / "token"
     token_file.write_text("t0p-s3cret\n")

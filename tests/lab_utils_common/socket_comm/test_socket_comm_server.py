@@ -189,6 +189,22 @@ def test_status_and_bad_messages_answered_while_a_command_runs(socket_server_fac
     assert result["reply"] == "released"
 
 
+def test_stop_while_a_command_runs_past_shutdown_timeout_answers_with_an_error(socket_server_factory):
+    running = socket_server_factory(SlowServer, settings={"shutdown_timeout": 0.2})
+    result = {}
+    waiter = threading.Thread(target=lambda: result.setdefault("reply", running.send("wait")))
+    waiter.start()
+    assert running.server.entered.wait(20)
+    running.server.shutdown(wait=False)  # as SIGTERM does
+    waiter.join(20)  # answered while the command still runs
+    running.server.release.set()
+    running.thread.join(20)
+    assert not running.thread.is_alive()
+    # not an empty reply, which a client would take for success
+    assert result["reply"] == ("Error! the daemon is stopping and did not finish this request within 0.2 s "
+                               "(shutdown_timeout); a command that was running may still complete")
+
+
 def test_quit_flag_set_by_code_stops_the_daemon(socket_server_factory):
     running = socket_server_factory(Server, settings={"socket_timeout": 0.05})
     running.server.quit_flag = True  # the 0.5.x way, e.g. from another thread
@@ -226,3 +242,34 @@ def test_second_instance_fails_naming_lock_file_and_holder(tmp_path):
     finally:
         first.close()
     Server(pid_file_name=pid_file).close()  # released
+
+
+class ConfiguredServer(LabServer):
+    """The 0.5.x way to read a daemon's own options: override config(), which the constructor calls."""
+
+    device = "none"
+
+    def config(self, filename):
+        super().config(filename)
+        import configparser
+        parser = configparser.ConfigParser()
+        parser.read(filename)
+        self.device = parser.get("Instrument", "device")
+
+
+def test_constructor_calls_an_overridden_config_and_arguments_still_win(socket_server_factory, tmp_path):
+    ini = tmp_path / "server.ini"
+    ini.write_text("[Overall]\nhost = 127.0.0.1\nport = 1\n\n[Instrument]\ndevice = /dev/ttyUSB3\n")
+    running = socket_server_factory(ConfiguredServer, config_file=str(ini), host=None, port=0)
+    assert running.server.device == "/dev/ttyUSB3"
+    assert running.server.host == "127.0.0.1" and running.port != 1  # port=0 beat the file's 1
+    assert running.send("hello") == HELLO_REPLY
+
+    class ConfiguredClient(Client):
+        def config(self, config_file):
+            super().config(config_file)
+            self.device = "read in config()"
+
+    client = ConfiguredClient(config_file=str(ini), port=running.port, timeout=20)
+    assert client.device == "read in config()" and client.port == running.port
+    assert client.send_message("hello") == HELLO_REPLY
