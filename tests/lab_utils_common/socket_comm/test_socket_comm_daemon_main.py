@@ -138,7 +138,7 @@ WAITING_DAEMON = textwrap.dedent("""
     from lab_utils_common.socket_comm import Server, run_daemon
 
     def wait_for_instrument(server):
-        print("preparing", flush=True)
+        print("INSTRUMENT-WAIT-STARTED", flush=True)
         threading.Event().wait()   # an instrument that never answers
 
     sys.exit(run_daemon(Server, "waiter", sys.argv[1:], prepare=wait_for_instrument))
@@ -152,7 +152,10 @@ def test_sigterm_while_preparing_stops_cleanly(tmp_path):
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         lines = iter(process.stdout.readline, "")  # ends when the process does
-        assert any(line.strip() == "preparing" for line in lines)
+        # "in", not "==": the console log thread writes to the same stdout, so its line can land
+        # between the marker and the newline print writes after it (the test's own path holds
+        # "preparing", hence a marker no log line contains).
+        assert any("INSTRUMENT-WAIT-STARTED" in line for line in lines)
         process.send_signal(signal.SIGTERM)
         out, _ = process.communicate(timeout=30)
     finally:
