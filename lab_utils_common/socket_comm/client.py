@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from typing import Optional
@@ -91,7 +92,8 @@ class Client:
                 raise TimeoutError(f"no reply from {where} within {self.timeout:g} s") from None
             except OSError as exc:
                 hint = ""
-                if isinstance(exc, (ConnectionResetError, BrokenPipeError)) and len(payload) > buffer_size:
+                # ENOTCONN: the reset came before our half-close (seen on a loaded machine).
+                if exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN) and len(payload) > buffer_size:
                     # What a lab-utils 0.5.x server does with a longer message: one recv, then close.
                     hint = (f" (the message is {len(payload)} bytes; a lab-utils 0.5.x daemon reads at "
                             f"most {buffer_size} and drops the connection)")
