@@ -38,7 +38,7 @@ from lab_utils_common.socket_comm import Client
 
 
 def _load_pg_cluster():
-    # The suite's throwaway cluster (tests/pg_cluster.py), loaded by path: putting tests/ on
+    # The suite's throwaway cluster (tests/fixtures/pg_cluster.py), loaded by path: putting tests/ on
     # sys.path would let its tests/lab_utils_common folder shadow the installed package.
     path = Path(__file__).resolve().parent.parent / "tests" / "pg_cluster.py"
     spec = importlib.util.spec_from_file_location("labutils_pg_cluster", path)

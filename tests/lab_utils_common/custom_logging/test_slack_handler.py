@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import KeepsHandlerErrors
+from tests.fixtures.tcp_peers import KeepsHandlerErrors
 from lab_utils_common.custom_logging import SUCCESS, SlackWebhookHandler
 
 

@@ -6,7 +6,7 @@ import ssl
 
 import pytest
 
-from conftest import KeepsHandlerErrors
+from tests.fixtures.tcp_peers import KeepsHandlerErrors
 from lab_utils_common.custom_logging import TlsSMTPHandler
 
 

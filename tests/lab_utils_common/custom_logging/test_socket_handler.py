@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import free_port, wait_for_port
+from tests.fixtures.ports import free_port, wait_for_port
 from lab_utils_common.alarm_wire import unescape_message
 from lab_utils_common.custom_logging import NonPickledSocketHandler
 

@@ -3,7 +3,7 @@
 import socket
 import threading
 
-from conftest import EchoServer
+from tests.fixtures.tcp_peers import EchoServer
 
 CLIENTS = 64
 REQUESTS_EACH = 10

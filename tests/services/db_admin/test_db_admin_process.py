@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from conftest import free_port, wait_for_port  # tests/conftest.py helpers
+from tests.fixtures.ports import free_port, wait_for_port
 
 from lab_utils_common.socket_comm import Client
 

@@ -3,7 +3,8 @@ an SMTP outage, the Slack webhook sink."""
 
 from __future__ import annotations
 
-from conftest import send_to_relay, wait_until
+from tests.fixtures.ports import wait_until
+from tests.fixtures.tcp_peers import send_to_relay
 
 
 def alarm_line(app: str, level: str, message: str, *, module: str = "pump",

@@ -7,9 +7,10 @@ full", exactly as on a full file system, without mounting anything.
 
 from __future__ import annotations
 
-from conftest import send_to_relay, wait_until
+from tests.fixtures.ports import wait_until
+from tests.fixtures.tcp_peers import send_to_relay
 from log_relay.status import read_status
-from test_relay_delivery import alarm_line
+from tests.services.log_relay.test_relay_delivery import alarm_line
 
 
 def set_spool_limit(relay, pages: int | None) -> None:
@@ -38,7 +39,10 @@ def test_records_wait_in_memory_while_the_disk_is_full_and_are_all_delivered_aft
     writer = relay.relay.writer
     wait_until(lambda: writer.failing_since is not None, 15, lambda: "no commit failed")
     assert "database or disk is full" in writer.last_error
-    assert relay.spool_count() == 1 and writer.uncommitted == 2000
+    # The first failed commit can come while the flood is still arriving: wait for all of it.
+    wait_until(lambda: writer.uncommitted == 2000, 15,
+               lambda: f"{writer.uncommitted} records wait in memory, expected 2000")
+    assert relay.spool_count() == 1
 
     # The status command, reading the same spool, names the full disk (here: below a limit).
     report = read_status(relay.spool_path, min_free_bytes=1 << 62)

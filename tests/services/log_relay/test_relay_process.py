@@ -11,7 +11,9 @@ import textwrap
 
 import pytest
 
-from conftest import free_port, relay_config_file, send_to_relay, wait_until
+from tests.fixtures.ports import free_port, wait_until
+from tests.fixtures.relay import relay_config_file
+from tests.fixtures.tcp_peers import send_to_relay
 from lab_utils_common.custom_logging import NonPickledSocketHandler
 from log_relay.spool import Spool
 from log_relay.status import read_status
@@ -135,7 +137,7 @@ def test_lab_utils_054_configure_logging_as_the_sender(tmp_path, smtp_server, re
         extra=f"[ConsoleLogger]\nactive = 0\n\n[AlarmLogger]\nactive = 1\nport = {port}\n"
               "log_level = WARNING\n")
     from log_relay.settings import RelaySettings
-    from conftest import RelayRunner
+    from tests.fixtures.relay import RelayRunner
 
     relay = RelayRunner(RelaySettings.from_config(str(ini), environ={}))
     try:
