@@ -1,7 +1,7 @@
 """socket-daemon's lab commands over real sockets."""
 
-import json
 import logging
+import sqlite3
 
 import pytest
 
@@ -19,7 +19,8 @@ def test_set_get_unset_values(daemon, tmp_path):
     assert daemon.send("set setpoint 3.5 K") == "setpoint = 3.5 K"
     assert daemon.send("get {pump speed}") == "40"
     assert daemon.send("values") == "pump speed = 40\nsetpoint = 3.5 K"
-    assert json.loads((tmp_path / "values.json").read_text()) == {"pump speed": "40", "setpoint": "3.5 K"}
+    stored = sqlite3.connect(tmp_path / "values.json").execute("SELECT name, value FROM named_value").fetchall()
+    assert sorted(stored) == [("pump speed", "40"), ("setpoint", "3.5 K")]
     assert daemon.send("unset setpoint") == "unset setpoint"
     assert daemon.send("get setpoint") == "Error! no value named 'setpoint' (set: pump speed)"
 
