@@ -49,7 +49,9 @@ def test_echo_uptime_help(daemon):
         assert f"\n    {command} " in help_text
 
 
-def test_log_level_change(daemon):
+def test_log_level_change(socket_server_factory, tmp_path):
+    daemon = socket_server_factory(SocketDaemon, settings={"allow_unauthenticated_admin": True})
+    logging.getLogger("pump")
     root = logging.getLogger()
     previous = root.level
     try:
@@ -58,6 +60,9 @@ def test_log_level_change(daemon):
         assert daemon.send("log_level DEBUG --logger pump") == "log level of 'pump' set to DEBUG"
         assert logging.getLogger("pump").level == logging.DEBUG
         assert daemon.send("log_level LOUD").startswith("Error! 'LOUD' is not a logging level")
+        daemon.server.allow_unauthenticated_admin = False
+        assert daemon.send("log_level ERROR --logger pump").startswith("Error! log level ERROR for 'pump' refused")
+        assert logging.getLogger("pump").level == logging.DEBUG
     finally:
         root.setLevel(previous)
         logging.getLogger("pump").setLevel(logging.NOTSET)
