@@ -16,7 +16,7 @@ from lab_utils_common.config import log_level as parse_log_level
 from lab_utils_common.custom_logging import set_handler_level
 from lab_utils_common.socket_comm import MessageError, Server
 
-from .values import ValueLimitError, ValueLimits, ValueStore
+from .values import ValueFileError, ValueLimitError, ValueLimits, ValueStore
 
 __all__ = ["SocketDaemon"]
 
@@ -102,7 +102,7 @@ class SocketDaemon(Server):
             raise MessageError("the value name is empty")
         try:
             self.values.set(name, value)
-        except ValueLimitError as exc:
+        except (ValueLimitError, ValueFileError) as exc:
             raise MessageError(f"value {_shown(name, 80)} not set: {exc}") from None
         self.logger.info("Value %s set to %s", _shown(name, 80), _shown(value))
         self.reply = f"{name} = {value}"
@@ -120,6 +120,8 @@ class SocketDaemon(Server):
             self.values.unset(self.namespace.name)
         except KeyError as exc:
             raise MessageError(exc.args[0]) from None
+        except ValueFileError as exc:
+            raise MessageError(f"value {_shown(self.namespace.name, 80)} not unset: {exc}") from None
         self.reply = f"unset {self.namespace.name}"
 
     def list_values(self) -> None:

@@ -106,7 +106,8 @@ class ValueStore:
         return self._total + 4 * self._count - (1 if self._count else 0)
 
     def set(self, name: str, value: str) -> None:
-        """Set ``name`` to ``value``; :class:`ValueLimitError` naming the limit if over one."""
+        """Set ``name`` to ``value``; :class:`ValueLimitError` naming the limit if over one,
+        :class:`ValueFileError` if the file cannot be written (nothing changed then)."""
         name_size, value_size = _size(name), _size(value)
         if name_size > self.limits.max_name_size:
             raise ValueLimitError(f"the name is {name_size} bytes, the maximum is "
@@ -125,9 +126,12 @@ class ValueStore:
                 raise ValueLimitError(
                     f"storing {size} bytes would bring the values to {total} bytes, the maximum "
                     f"is {self.limits.max_values_size} bytes (max_values_size); unset some first")
-            self._db.execute("INSERT INTO named_value (name, value, size) VALUES (?, ?, ?) "
-                             "ON CONFLICT (name) DO UPDATE SET value = excluded.value, "
-                             "size = excluded.size", (name, value, size))
+            try:
+                self._db.execute("INSERT INTO named_value (name, value, size) VALUES (?, ?, ?) "
+                                 "ON CONFLICT (name) DO UPDATE SET value = excluded.value, "
+                                 "size = excluded.size", (name, value, size))
+            except sqlite3.Error as exc:  # disk full, read-only: the transaction left nothing
+                raise ValueFileError(f"values file {self.path!r} cannot be written: {exc}") from None
             self._total = total
             self._count += 0 if row else 1
 
@@ -146,7 +150,11 @@ class ValueStore:
     def unset(self, name: str) -> None:
         """Remove ``name``; :class:`KeyError` if unset."""
         with self._lock:
-            row = self._db.execute("DELETE FROM named_value WHERE name = ? RETURNING size", (name,)).fetchone()
+            try:
+                row = self._db.execute("DELETE FROM named_value WHERE name = ? RETURNING size",
+                                       (name,)).fetchone()
+            except sqlite3.Error as exc:
+                raise ValueFileError(f"values file {self.path!r} cannot be written: {exc}") from None
             if row is None:
                 raise KeyError(f"no value named {name!r}")
             self._total -= row[0]
