@@ -64,10 +64,15 @@ class SocketDaemon(Server):
                             ("max_values_size", max_values_size), ("max_values_reply", max_values_reply)):
             if value is not None:
                 setattr(self, name, value)
-        self.values = ValueStore(values_file, ValueLimits(self.max_name_size, self.max_value_size,
-                                                          self.max_values_size))
         self.started_wall = datetime.datetime.now(datetime.timezone.utc)
         super().__init__(config_file, pid_file_name, host, port, token_file=token_file)
+        # Opened (and a JSON file migrated) only once this instance holds the PID lock.
+        try:
+            self.values = ValueStore(values_file, ValueLimits(self.max_name_size, self.max_value_size,
+                                                              self.max_values_size))
+        except BaseException:
+            super().close()
+            raise
 
     def create_parser(self) -> None:
         """The built-in commands plus echo, set, get, unset, values, log_level, uptime."""
@@ -188,4 +193,5 @@ class SocketDaemon(Server):
     def close(self) -> None:
         """As :meth:`Server.close`, then close the values file (SQLite folds its log into it)."""
         super().close()
-        self.values.close()
+        if getattr(self, "values", None) is not None:
+            self.values.close()

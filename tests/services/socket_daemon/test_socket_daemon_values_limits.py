@@ -177,3 +177,19 @@ def test_clients_asking_values_without_reading_do_not_grow_memory(start_daemon, 
     finally:
         for sock in silent:
             sock.close()
+
+
+def test_a_second_instance_leaves_the_values_file_alone(start_daemon, tmp_path):
+    old = {"a": "1"}
+    (tmp_path / "values.json").write_text(json.dumps(old))
+    pid_file = tmp_path / "held.pid"
+    from lab_utils_common.socket_comm.lock import acquire_pid_lock
+    lock = acquire_pid_lock(str(pid_file))
+    try:
+        done = subprocess.run([sys.executable, "-m", "socket_daemon", "--port", "0", "--pid-file",
+                               str(pid_file), "--values-file", str(tmp_path / "values.json")],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        lock.close()
+    assert done.returncode == 1, done.stderr
+    assert json.loads((tmp_path / "values.json").read_text()) == old  # not migrated by the loser
