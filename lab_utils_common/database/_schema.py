@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import psycopg2
 import psycopg2.errors
@@ -12,9 +12,11 @@ from .errors import MissingColumnError, MissingTableError, TimescaleDBUnavailabl
 from .identifiers import check_identifier, check_identifiers
 from .logger import logger
 from .types import Constraint, DataType, constraints as check_constraints, data_type as check_data_type
-from .types import data_type_of_value
 
-__all__ = ["SchemaRoom"]
+__all__ = ["SchemaRoom", "MAX_COLUMNS"]
+
+#: PostgreSQL's limit of columns per table (MaxHeapAttributeNumber).
+MAX_COLUMNS = 1600
 
 
 class SchemaRoom:
@@ -140,17 +142,47 @@ class SchemaRoom:
             raise MissingColumnError(f"column(s) {missing} do not exist in table {table!r}; "
                                      f"existing columns: {list(existing)}")
 
-    def _add_missing_columns(self, table: str, columns: Sequence[str],
-                             rows: Sequence[Sequence[Any]]) -> list[str]:
-        existing = self.list_columns(table)
-        added = []
-        for index, column in enumerate(check_identifiers(columns, "column name")):
-            if column in existing:
-                continue
-            sample = next((row[index] for row in rows if row[index] is not None), None)
-            if sample is None:
-                raise TypeError(f"cannot create column {column!r} in table {table!r}: it has only "
-                                f"None values, so its type is unknown; create it with new_column()")
-            self.new_column(table, column, data_type_of_value(sample))
-            added.append(column)
+    def ensure_columns(self, table_name: str, columns: Mapping[str, Union[DataType, str]], *,
+                       cursor: Any = None) -> list[str]:
+        """Add the columns of ``columns`` (``{name: type}``) that the table lacks; return their names.
+
+        All are added by one ``ALTER TABLE``, so all or none: a table never
+        keeps half of a command's new columns. PostgreSQL's limit of 1600
+        columns per table (dropped ones count) is checked first, naming it.
+        With ``cursor`` it runs on that cursor (inside the caller's
+        transaction, e.g. with the rows the columns are for).
+        """
+        table = check_identifier(table_name, "table name")
+        wanted = {check_identifier(name, "column name"): check_data_type(kind)
+                  for name, kind in columns.items()}
+
+        def add(cur: Any) -> list[str]:
+            cur.execute("SELECT a.attname, a.attisdropped FROM pg_attribute a JOIN pg_class c "
+                        "ON c.oid = a.attrelid WHERE c.relname = %s AND c.relkind IN ('r', 'p') "
+                        "AND c.relnamespace = current_schema()::regnamespace AND a.attnum > 0", (table,))
+            rows = cur.fetchall()
+            if not rows:
+                raise MissingTableError(f"cannot add columns: table {table!r} does not exist in {self.server}")
+            existing = {name for name, dropped in rows if not dropped}
+            missing = [name for name in wanted if name not in existing]
+            if not missing:
+                return []
+            if len(rows) + len(missing) > MAX_COLUMNS:
+                raise ValueError(
+                    f"cannot add {len(missing)} columns to table {table!r}: it uses {len(rows)} of "
+                    f"PostgreSQL's {MAX_COLUMNS} column slots (dropped columns count too); nothing "
+                    f"was added")
+            cur.execute(sql.SQL("ALTER TABLE {table} ").format(table=sql.Identifier(table))
+                        + sql.SQL(", ").join(
+                            sql.SQL("ADD COLUMN IF NOT EXISTS {column} {kind}").format(
+                                column=sql.Identifier(name), kind=wanted[name].as_sql())
+                            for name in missing))
+            return missing
+
+        added = add(cursor) if cursor is not None else self._run(
+            f"ensure_columns({table!r})", add, retry=False)
+        if added:
+            self._forget_queries(table)
+            logger.info("Created %d column(s) in table <%s>: %s", len(added), table,
+                        ", ".join(f"{name} {wanted[name]}" for name in added))
         return added

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 from typing import Any, Iterable, Optional, Sequence
 
@@ -11,26 +10,17 @@ import psycopg2
 import psycopg2.errors
 from psycopg2 import sql
 
-from .copy_stream import CopyStream
+from .copy_stream import CopyStream, CsvTextStream, text_lines
 from .errors import ColumnCountError
 from .identifiers import check_identifier, check_identifiers, quoted
+from .json_lines import json_columns, json_rows
 from .logger import logger
-from .types import data_type_of_text
+from .types import column_types
+
+#: Rows read to choose the types of the columns an insert creates.
+TYPE_SAMPLE_ROWS = 1000
 
 __all__ = ["WritesRoom"]
-
-
-def _without_empty_lines(text: str) -> str:
-    """CSV text without its empty lines (outside quoted fields, which may hold any line)."""
-    if "\n\n" not in text and "\n\r\n" not in text and not text.startswith(("\n", "\r\n")):
-        return text  # the usual case: no copy of a many-MB text
-    kept = []
-    quoted_field = False
-    for line in text.split("\n"):
-        if quoted_field or line not in ("", "\r"):
-            kept.append(line)
-            quoted_field ^= line.count('"') % 2 == 1  # "" inside a quoted field counts twice
-    return "\n".join(kept) + "\n"
 
 
 class WritesRoom:
@@ -68,9 +58,10 @@ class WritesRoom:
         ``check_columns`` checks first that the table and columns exist
         (raising :class:`MissingTableError`/:class:`MissingColumnError`);
         ``create_columns`` (default: the configuration's) adds missing columns
-        typed from the values. Raises :class:`ColumnCountError` if the lengths
-        differ, :class:`ConnectionLostError` if the connection broke during
-        the insert (the row may or may not be stored).
+        typed from the values, in the row's transaction. Raises
+        :class:`ColumnCountError` if the lengths differ,
+        :class:`ConnectionLostError` if the connection broke during the insert
+        (the row may or may not be stored).
         """
         if isinstance(data, (str, bytes)) or not hasattr(data, "__len__"):
             raise TypeError(f"data must be a list of values, not {type(data).__name__} {data!r}")
@@ -88,18 +79,54 @@ class WritesRoom:
             create = self.create_columns if create_columns is None else create_columns
             if not create:
                 raise
-            # The failed statement stored nothing (autocommit): safe to add the columns and repeat.
-            self._add_missing_columns(table, columns, [data])
-            self._run(f"INSERT into {table!r}", lambda cur: cur.execute(query, data), retry=False)
+            # The failed statement stored nothing (autocommit): add the columns and the row together.
+            types = self._types_of_missing(table, columns, [data], text_is_typed=False)
+
+            def insert(cur: Any) -> None:
+                self.ensure_columns(table, types, cursor=cur)
+                cur.execute(query, data)
+
+            self._run_in_transaction(f"INSERT into {table!r}", insert)
         if logger.isEnabledFor(10):
             logger.debug("Inserted into <%s>: %s", table, dict(zip(columns, data)))
+
+    def _types_of_missing(self, table: str, columns: Sequence[str], sample: Iterable[Sequence[Any]],
+                          *, text_is_typed: bool) -> dict:
+        """Types for the columns of ``columns`` that ``table`` lacks, from sample rows."""
+        names = check_identifiers(columns, "column name")
+        existing = self.list_columns(table)
+        missing = [i for i, name in enumerate(names) if name not in existing]
+        if not missing:
+            return {}
+        rows = [[row[i] if i < len(row) else None for i in missing] for row in sample]
+        return column_types([names[i] for i in missing], rows, text_is_typed=text_is_typed)
+
+    def _copy(self, table: str, query: Any, stream: Any, types: dict, what: str) -> int:
+        """COPY ``stream`` into ``table``, with the new columns ``types`` in the same transaction."""
+
+        def copy(cur: Any) -> int:
+            if types:
+                self.ensure_columns(table, types, cursor=cur)
+            try:
+                cur.copy_expert(query, stream, size=1 << 16)
+            except psycopg2.Error:
+                error = getattr(stream, "error", None)
+                if error is not None:  # the COPY was aborted because of this row
+                    raise error from None
+                raise
+            return getattr(stream, "rows_read", None) or cur.rowcount
+
+        if types:
+            return self._run_in_transaction(f"{what} into {table!r}", copy)
+        return self._run(f"{what} into {table!r}", copy, retry=False)
 
     def new_entries(self, table_name: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
                     check_columns: bool = False, create_columns: Optional[bool] = None) -> int:
         """Insert many rows in one ``COPY``; all or none are stored. Returns the number of rows.
 
         ``rows`` is any iterable of sequences (a generator is streamed, never
-        held in memory whole unless columns have to be created).
+        held in memory whole). ``create_columns`` types missing columns from
+        the first 1000 rows and adds them in the COPY's transaction.
         Raises :class:`ColumnCountError` naming the first row of the wrong
         length (nothing is stored), and as :meth:`new_entry` otherwise.
         """
@@ -108,27 +135,19 @@ class WritesRoom:
         create = self.create_columns if create_columns is None else create_columns
         if check_columns or create:
             self._require_table(table, "insert")
+        types: dict = {}
         if create:
-            rows = rows if isinstance(rows, Sequence) else list(rows)
-            for number, row in enumerate(rows, 1):  # before creating anything
+            iterator = iter(rows)
+            sample = list(itertools.islice(iterator, TYPE_SAMPLE_ROWS))
+            for number, row in enumerate(sample, 1):  # before creating anything
                 if len(row) != len(columns):
                     raise ColumnCountError(f"row {number} has {len(row)} values for {len(columns)} "
                                            f"columns: {list(row)!r}"[:500])
-            self._add_missing_columns(table, columns, rows)
+            types = self._types_of_missing(table, columns, sample, text_is_typed=False)
+            rows = itertools.chain(sample, iterator)
         elif check_columns:
             self._check_columns_exist(table, columns)
-        stream = CopyStream(rows, len(columns))
-
-        def copy(cur: Any) -> int:
-            try:
-                cur.copy_expert(query, stream, size=1 << 16)
-            except psycopg2.Error:
-                if stream.error is not None:  # the COPY was aborted because of this row
-                    raise stream.error from None
-                raise
-            return stream.rows_read
-
-        count = self._run(f"COPY into {table!r}", copy, retry=False)
+        count = self._copy(table, query, CopyStream(rows, len(columns)), types, "COPY")
         logger.debug("Copied %d rows into <%s>", count, table)
         return count
 
@@ -137,41 +156,65 @@ class WritesRoom:
         """Insert CSV text (a header line of column names, then rows) in one ``COPY``.
 
         The server parses the fields as the columns' types (an empty field is
-        NULL), so the text is never converted in Python: this is the fastest
-        way in. Empty lines are skipped, as Python's csv module does (COPY
-        would refuse them as rows without values, and in one-column text as
-        NULL). ``create_columns`` types missing columns from the first 1000
-        rows (integers, numbers, booleans, ISO timestamps, else text). All or
-        none of the rows are stored; returns their number.
+        NULL). The text is streamed to the server in chunks of
+        ``copy_chunk_bytes`` (about twice that in memory, whatever the size of
+        the text); empty lines are skipped, as Python's csv module does, and a
+        line ``\\.`` is data, not COPY's end marker. ``create_columns`` types
+        missing columns from the first 1000 rows (integers, numbers, booleans,
+        ISO timestamps, else text) and adds them in the COPY's transaction.
+        All or none of the rows (and new columns) are stored; returns the
+        number of rows.
         """
         if not isinstance(csv_text, str):
             raise TypeError(f"csv_text must be str, not {type(csv_text).__name__}")
         table = check_identifier(table_name, "table name")
-        csv_text = _without_empty_lines(csv_text.lstrip("\ufeff"))
-        header, _, body = csv_text.partition("\n")
+        start = 1 if csv_text.startswith("\ufeff") else 0
+        header = ""
+        for header in text_lines(csv_text, start):  # the first line that is not empty
+            if header.strip():
+                break
+            start += len(header) + 1
         names = check_identifiers([name.strip() for name in next(csv.reader([header]), [])],
                                   "CSV header column name")
         create = self.create_columns if create_columns is None else create_columns
+        types: dict = {}
         if create:
             self._require_table(table, "insert")
-            existing = self.list_columns(table)
-            missing = [i for i, name in enumerate(names) if name not in existing]
-            if missing:
-                sample = list(itertools.islice(csv.reader(io.StringIO(body)), 1000))
-                for i in missing:
-                    kind = data_type_of_text(row[i] for row in sample if len(row) > i)
-                    if kind is None:
-                        raise TypeError(f"cannot create column {names[i]!r} in table {table!r}: "
-                                        f"its CSV fields are all empty; create it with new_column()")
-                    self.new_column(table, names[i], kind)
+            lines = (line for line in text_lines(csv_text, start + len(header) + 1) if line.strip())
+            sample = list(itertools.islice(csv.reader(lines), TYPE_SAMPLE_ROWS))
+            types = self._types_of_missing(table, names, sample, text_is_typed=True)
         # The header goes too (HEADER skips it) so the server's line numbers are the text's.
         query = sql.SQL("COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(
             table=sql.Identifier(table), columns=quoted(names))
-
-        def copy(cur: Any) -> int:
-            cur.copy_expert(query, io.StringIO(csv_text), size=1 << 20)
-            return cur.rowcount
-
-        count = self._run(f"COPY into {table!r}", copy, retry=False)
+        stream = CsvTextStream(csv_text, start, self.copy_chunk_bytes)
+        count = self._copy(table, query, stream, types, "COPY")
         logger.debug("Copied %d CSV rows into <%s>", count, table)
+        return count
+
+    def new_entries_jsonl(self, table_name: str, text: str, *,
+                          create_columns: Optional[bool] = None) -> int:
+        """Insert JSON lines (one object per line, keys are columns) in one ``COPY``.
+
+        A key missing from an object is NULL; a nested object or list is
+        stored as its JSON text. The text is read twice in place (names, then
+        rows), never held as Python objects. ``create_columns`` types missing
+        columns from the first 1000 objects (strings read as
+        :meth:`new_entries_csv` reads fields). All or none; returns the number of rows.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be str, not {type(text).__name__}")
+        table = check_identifier(table_name, "table name")
+        keys, sample = json_columns(text, TYPE_SAMPLE_ROWS)
+        if not keys:
+            raise ValueError("no JSON object with a key in the text: nothing to insert")
+        names = check_identifiers(keys, "JSON key (column name)")
+        create = self.create_columns if create_columns is None else create_columns
+        types: dict = {}
+        if create:
+            self._require_table(table, "insert")
+            types = self._types_of_missing(table, names, sample, text_is_typed=True)
+        query = self._insert_query(table, names, True)
+        stream = CopyStream(json_rows(text, keys), len(names))
+        count = self._copy(table, query, stream, types, "COPY")
+        logger.debug("Copied %d JSON rows into <%s>", count, table)
         return count

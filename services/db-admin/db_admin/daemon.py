@@ -33,12 +33,11 @@ from typing import Any, Callable, Optional
 import psycopg2
 
 from lab_utils_common.database import Constraint, Database, DataType
-from lab_utils_common.database.identifiers import check_identifier
-from lab_utils_common.database.types import data_type_of_text, data_type_of_value
+from lab_utils_common.database.identifiers import check_identifiers
+from lab_utils_common.database.types import column_types
 from lab_utils_common.socket_comm import MessageError, Server
 
-from .bodies import (BodySplitter, ShortenLongLogArguments, body_text, detect_format,
-                     parse_json_lines, rows_to_csv)
+from .bodies import BodySplitter, ShortenLongLogArguments, body_text, detect_format, rows_to_csv
 
 __all__ = ["DbAdmin", "DEV_DB_PASSWORD"]
 
@@ -269,22 +268,12 @@ class DbAdmin(Server):
         added = self.db.new_column(ns.table, ns.column, ns.type, ns.constraint or None)
         self.reply = f"column {ns.column.lower()} {'added to' if added else 'already in'} {ns.table.lower()}"
 
-    def _create_missing(self, table: str, columns: list[str], samples: list[list[Any]]) -> None:
+    def _missing_types(self, table: str, columns: list[str], values: list[Any]) -> dict:
         existing = self.db.list_columns(table)
-        for column, values in zip(columns, samples):
-            if check_identifier(column, "column name") in existing:
-                continue
-            present = [value for value in values if value is not None]
-            if present and all(isinstance(value, str) for value in present):
-                kind = data_type_of_text(present)
-            elif present:
-                kind = data_type_of_value(next(v for v in present if not isinstance(v, str)))
-            else:
-                kind = None
-            if kind is None:
-                raise TypeError(f"cannot create column {column!r}: it has no value to guess its type from")
-            self.db.new_column(table, column, kind)
-            self.logger.info("Created column %s %s in table %s", column, kind, table)
+        names = check_identifiers(columns, "column name")
+        missing = [i for i, name in enumerate(names) if name not in existing]
+        return column_types([names[i] for i in missing], [[values[i] for i in missing]],
+                            text_is_typed=True)
 
     @_refusals_as_errors
     def insert(self) -> None:
@@ -298,7 +287,8 @@ class DbAdmin(Server):
             columns.append(column.strip())
             values.append(value if value != "" else None)
         if ns.create_columns:
-            self._create_missing(ns.table, columns, [[value] for value in values])
+            # command words are text: "12" makes a BIGINT column, as in insert_many
+            self.db.ensure_columns(ns.table, self._missing_types(ns.table, columns, values))
         self.db.new_entry(ns.table, columns, values)
         self.reply = f"1 row inserted into {ns.table.lower()}"
 
@@ -306,19 +296,16 @@ class DbAdmin(Server):
     def insert_many(self) -> None:
         """``insert_many TABLE`` + body: all rows in one COPY, all or none stored."""
         ns = self.namespace
-        body = body_text(ns.body)
+        # the body is handed to COPY in place, chunk by chunk: never copied or parsed whole
+        body = getattr(self, "body", None) or body_text(getattr(ns, "body", "") or "")
         if not body.strip():
             raise ValueError("insert_many needs rows on the lines after the command "
                              "(CSV with a header line, or JSON lines)")
-        kind = ns.format or detect_format(body)
+        kind = ns.format or detect_format(body[:4096])
         if kind == "csv":
             count = self.db.new_entries_csv(ns.table, body, create_columns=ns.create_columns)
         else:
-            columns, rows = parse_json_lines(body)
-            if ns.create_columns:
-                samples = [[row[i] for row in rows[:1000]] for i in range(len(columns))]
-                self._create_missing(ns.table, columns, samples)
-            count = self.db.new_entries(ns.table, columns, rows)
+            count = self.db.new_entries_jsonl(ns.table, body, create_columns=ns.create_columns)
         self.logger.info("Inserted %d rows into %s", count, ns.table)
         self.reply = f"{count} rows inserted into {ns.table.lower()}"
 
