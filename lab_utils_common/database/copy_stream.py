@@ -124,6 +124,13 @@ class CsvTextStream:
 
     def read(self, size: int = -1) -> str:
         """The next chunk of whole lines (``size`` is only a hint), ``""`` at the end."""
+        while self._pos < len(self._text):
+            chunk = self._next_chunk()
+            if chunk:  # "" would mean the end: a chunk of empty lines only is skipped
+                return chunk
+        return ""
+
+    def _next_chunk(self) -> str:
         text, pos = self._text, self._pos
         if pos >= len(text):
             return ""
