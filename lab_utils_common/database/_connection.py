@@ -145,10 +145,13 @@ class ConnectionRoom:
     def close(self) -> None:
         """Close the connection; operations raise :class:`NotConnectedError` until ``connect()``."""
         with self._lock:
-            if self.connection is not None:
+            was_open = self.connection is not None
+            if was_open:
                 logger.info("Closing connection to database <%s>", self.database)
             self._drop_connection()
             self._closed_by_user = True
+            if was_open:
+                logger.info("Connection to database <%s> closed", self.database)
 
     def _drop_connection(self) -> None:
         conn, self.connection, self.cursor = self.connection, None, None

@@ -133,6 +133,7 @@ class SchemaRoom:
         logger.info("Creating column <%s> in table <%s>", column, table)
         self._run(f"new_column({table!r}, {column!r})", lambda cur: cur.execute(query), retry=True)
         self._forget_queries(table)
+        logger.info("Column <%s> successfully created in table <%s>", column, table)
         return True
 
     def _check_columns_exist(self, table: str, columns: Sequence[str]) -> None:

@@ -156,6 +156,7 @@ class Database(ConnectionRoom, SchemaRoom, WritesRoom, ReadsRoom, TimescaleRoom)
         """
         logger.info("Loading configuration file %s", os.path.abspath(os.path.expanduser(config_file)))
         self._load(config_file)
+        logger.info("Configuration loaded")
 
     def __repr__(self) -> str:
         return f"<Database {self.server} {'connected' if self.connection is not None else 'closed'}>"
