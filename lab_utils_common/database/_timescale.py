@@ -198,19 +198,23 @@ class TimescaleRoom:
                 view=sql.Identifier(view)))
 
         def create(cur: Any) -> None:
-            drop_if_allowed(cur)
             cur.execute(timescale.aggregate_view(table, view, index, numeric, edition))
             cur.execute(mark)
+            if continuous:
+                cur.execute(timescale.aggregate_refresh_policy(view))
+
+        def replace(cur: Any) -> None:
+            drop_if_allowed(cur)
+            create(cur)
 
         logger.info("Creating aggregate view <%s> of table <%s>", view, table)
+        what = f"create_aggregate_view({table!r})"
         if continuous:
             # A continuous aggregate cannot be created inside a transaction block.
-            self._run(f"create_aggregate_view({table!r})", drop_if_allowed, retry=False)
-            self._run(f"create_aggregate_view({table!r})", lambda cur: (
-                cur.execute(timescale.aggregate_view(table, view, index, numeric, edition)),
-                cur.execute(mark), cur.execute(timescale.aggregate_refresh_policy(view))), retry=False)
+            self._run(what, drop_if_allowed, retry=False)
+            self._run(what, create, retry=False)
         else:
-            self._run_in_transaction(f"create_aggregate_view({table!r})", create)
+            self._run_in_transaction(what, replace)
         return view
 
     # ------------------------------------------------------------------ retention

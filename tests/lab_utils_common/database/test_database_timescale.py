@@ -153,3 +153,31 @@ def test_bucketed_fetch_gives_the_same_rows_with_and_without_timescaledb(ts_db, 
         plain = db.fetch("irregular", ["x"], bucket=bucket)
         assert [r[0] for r in plain] == [r[0] for r in with_timescaledb], bucket
         assert [r[1] for r in plain] == pytest.approx([r[1] for r in with_timescaledb], rel=1e-12)
+
+
+def test_plain_mode_works_on_postgresql_17_too(pg17_db):
+    """The library on the container's PostgreSQL 17 with timescaledb = off (PG 15 is the host's)."""
+    db = pg17_db
+    assert "PostgreSQL 17" in db.db_version and db.timescaledb_edition == "off"
+    make_beam(db)
+    assert db.fetch("beam", ["current"], bucket="1 minute") == [
+        (T0, 1.0), (T0 + datetime.timedelta(minutes=1), 4.0)]
+    assert db.create_aggregate_view("beam") == "beam_1min"
+    assert query(db, "SELECT time, current_avg FROM beam_1min ORDER BY 1") == [
+        (T0, 1.0), (T0 + datetime.timedelta(minutes=1), 4.0)]
+    assert db.new_entries_csv("beam", "time,current\n2024-03-01T13:00:00Z,7\n") == 1
+
+
+def test_apache_edition_is_detected_and_its_aggregate_is_a_time_bucket_view(beam):
+    if beam.timescaledb_license != "apache":  # a TSL server from LABUTILS_TEST_TIMESCALEDB_DSN
+        pytest.skip(f"the server runs the {beam.timescaledb_license!r} edition, not the Apache one")
+    assert (beam.timescaledb_license, beam.timescaledb_edition) == ("apache", "apache")
+    assert beam.status()["timescaledb_edition"] == "apache"
+    assert beam.create_aggregate_view("beam") == "beam_1min"
+    assert query(beam, "SELECT count(*) FROM timescaledb_information.continuous_aggregates") == [(0,)]
+    assert "time_bucket" in query(beam, "SELECT pg_get_viewdef('beam_1min')")[0][0]
+    rows = query(beam, "SELECT time, current_avg, count_avg FROM beam_1min ORDER BY 1")
+    assert [r[:2] for r in rows] == beam.fetch("beam", ["current"], bucket="1 minute")
+    assert set(beam.list_columns("beam_1min")) == {"time", "current_avg", "count_avg"}
+    with pytest.raises(psycopg2.NotSupportedError, match="needs the TSL .* apache edition"):
+        beam.set_compression_policy("beam", "7 days")
