@@ -12,9 +12,18 @@ The 0.5.4 API is kept (constructor and defaults, ``connect``, ``close``,
   the next statement and re-established; a connection that breaks while a
   statement is in flight raises :class:`ConnectionLostError`. An insert thus
   either returns (stored) or raises; it is never dropped silently;
-- additions: ``new_entries`` (COPY), ``list_columns``, ``fetch_latest``,
-  ``fetch``, retention and compression policies, ``status``, and optional
-  column creation on insert, ``new_entries_csv`` (COPY of CSV text).
+- every error is logged at ERROR on the application's logger before it is
+  raised, as 0.5.4 does, with 0.5.4's INFO lines;
+- additions: ``new_entries`` (COPY), ``new_entries_csv`` and
+  ``new_entries_jsonl`` (text streamed to COPY), ``ensure_columns`` and
+  optional column creation on insert (one transaction with the rows),
+  ``list_columns``, ``fetch_latest``, ``fetch``, retention and compression,
+  ``status``; TimescaleDB's edition (TSL or Apache) is read at connect and
+  each feature does what that edition allows (docs/db-admin.md).
+
+The work is done in rooms, one file each: ``_connection``, ``_schema``,
+``_writes`` (with ``copy_stream`` and ``json_lines``), ``_reads`` and
+``_timescale`` (with the SQL of ``timescale``); this module is the facade.
 """
 
 from __future__ import annotations

@@ -152,7 +152,7 @@ class DbAdmin(Server):
             self._maintenance_stop.wait(self.retention_interval)
 
     def run_maintenance(self) -> dict[str, Any]:
-        """One maintenance run now (also the ``retention ... --run-now`` command); returns its results."""
+        """One maintenance run now (also the ``retention TABLE now`` command); returns its results."""
         done: dict[str, Any] = {}
         try:
             if self.db.timescaledb_edition == "apache":
@@ -173,6 +173,7 @@ class DbAdmin(Server):
             self.logger.warning("Database maintenance failed: %s", done["error"])
         self.maintenance = done
         return done
+
     # ------------------------------------------------------------------ commands
     def create_parser(self) -> None:
         """The built-in commands plus the database operations."""
