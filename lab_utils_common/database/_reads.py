@@ -10,7 +10,7 @@ from psycopg2 import sql
 from . import timescale
 from .errors import MissingColumnError
 from .identifiers import check_identifier, check_identifiers, quoted
-from .types import NUMERIC_TYPE_NAMES
+from .types import is_numeric_type
 
 __all__ = ["ReadsRoom", "Row", "Timestamp"]
 
@@ -76,8 +76,7 @@ class ReadsRoom:
         if bucket is not None:
             params.append(timescale.interval(bucket, "bucket"))
             types = self.list_columns(table)
-            not_numeric = [c for c in names if types[c] not in NUMERIC_TYPE_NAMES
-                           and not types[c].startswith(("numeric", "double", "real"))]
+            not_numeric = [c for c in names if not is_numeric_type(types[c])]
             if not_numeric:
                 raise ValueError(f"cannot average non-numeric column(s) {not_numeric} of table "
                                  f"{table!r}: {[types[c] for c in not_numeric]}")

@@ -27,7 +27,7 @@ from . import timescale
 from .errors import MissingColumnError, TimescaleDBUnavailableError
 from .identifiers import check_identifier, check_identifiers
 from .logger import logger
-from .types import NUMERIC_TYPE_NAMES
+from .types import is_numeric_type
 
 __all__ = ["TimescaleRoom", "AGGREGATE_VIEW_MARK", "RETENTION_TABLE"]
 
@@ -37,10 +37,6 @@ AGGREGATE_VIEW_MARK = "lab-utils aggregate view of table "
 RETENTION_TABLE = "labutils_retention"
 
 Interval = Union[str, datetime.timedelta]
-
-
-def _is_numeric(type_name: str) -> bool:
-    return type_name in NUMERIC_TYPE_NAMES or type_name.startswith(("numeric", "double", "real"))
 
 
 class TimescaleRoom:
@@ -170,7 +166,7 @@ class TimescaleRoom:
         types = self.list_columns(table)
         if index not in types:
             raise MissingColumnError(f"index column {index!r} not found in table {table!r}")
-        numeric = [c for c, t in types.items() if c != index and _is_numeric(t)]
+        numeric = [c for c, t in types.items() if c != index and is_numeric_type(t)]
         if not numeric:
             raise psycopg2.IntegrityError(f"cannot create an aggregate view of table {table!r}: "
                                           f"no numeric column in {types}")

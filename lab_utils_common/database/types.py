@@ -16,7 +16,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 from psycopg2 import sql
 
 __all__ = ["DataType", "Constraint", "data_type", "constraint", "constraints", "data_type_of_value",
-           "data_type_of_text", "column_types", "NUMERIC_TYPE_NAMES"]
+           "data_type_of_text", "column_types", "is_numeric_type", "NUMERIC_TYPE_NAMES"]
 
 
 class DataType(Enum):
@@ -66,6 +66,11 @@ class Constraint(Enum):
 
 #: ``pg_catalog.format_type`` names of the column types that can be averaged.
 NUMERIC_TYPE_NAMES = frozenset({"smallint", "integer", "bigint", "real", "double precision", "numeric"})
+
+
+def is_numeric_type(type_name: str) -> bool:
+    """Whether a ``format_type`` name (``numeric(10,2)`` too) is a type that can be averaged."""
+    return type_name in NUMERIC_TYPE_NAMES or type_name.startswith(("numeric", "double", "real"))
 
 
 def _lookup(enum_cls: type[Enum], value: Any, what: str) -> Any:
