@@ -56,4 +56,5 @@ if kill -0 "$daemon" 2>/dev/null; then
     wait "$daemon" || status=$?
 fi
 kill -TERM "$simulator" 2>/dev/null || true
+wait "$simulator" || true
 exit "$status"
