@@ -60,7 +60,7 @@ def run_scenario(package: str, work: Path, settings: dict[str, Any]) -> None:
         marker.info(STEP + name)
 
     step("client config")
-    client = socket_comm.Client(config_file=str(work / "server.ini"))
+    socket_comm.Client(config_file=str(work / "server.ini"))
 
     step("client error")
     with contextlib.suppress(OSError):
