@@ -128,6 +128,11 @@ class Connection(asyncio.Protocol):
         self._server._handle_message(self, data)
 
     # ----------------------------------------------------------------- reply
+    @property
+    def replied(self) -> bool:
+        """True once a reply went out (or the client is gone): later replies are dropped."""
+        return self._state in (_REPLIED, _CLOSED)
+
     def send_reply(self, reply: str) -> None:
         """Send the reply and close; does nothing when the client is already gone."""
         if self._state in (_REPLIED, _CLOSED) or self._transport is None:
