@@ -29,7 +29,7 @@ from .command_runner import PoolRunner, SerialRunner
 from .connection import Connection
 from .lock import acquire_pid_lock
 from .log_limits import RateLimit, cut
-from .message import ERROR_PREFIX, SPLIT_PATTERN, decode_message, is_error_reply, split_message, take_token
+from .message import ERROR_PREFIX, SPLIT_PATTERN, buffer_size, decode_message, is_error_reply, split_message, take_token
 from .parse_lane import EXPIRED, ParseLane
 from .parser import ArgumentParser, MessageError
 from .auth_token import read_token_file, tokens_match
@@ -97,7 +97,13 @@ class Server:
     message_gap: float = 0.015              #: Pause that ends a message from a 0.5.x client (s).
     send_timeout: float = 30.0              #: Seconds a reply may take to leave before the socket is dropped.
     shutdown_timeout: float = 5.0           #: Seconds to finish open requests when stopping.
-    max_connections: int = 512              #: Open connections beyond this get an immediate error reply.
+    #: Authenticated connections (see auth_timeout) beyond this get a busy error; 'status' is always answered.
+    max_connections: int = 512
+    #: Connections not yet authenticated (no #auth line, or no data without a token); the oldest
+    #: is dropped for a new one, so idle sockets never lock real clients out.
+    max_unauthenticated_connections: int = 64
+    #: Seconds a new connection has to authenticate (server with a token) or start its message.
+    auth_timeout: float = 5.0
     #: Most words in a message (2048: all a 4096-byte 0.5.x message can hold). argparse is
     #: quadratic in option-like words: this bounds the time one message can take to parse.
     max_words: int = 2048
@@ -128,6 +134,8 @@ class Server:
         self._stop_requested: Optional[asyncio.Event] = None
         self._run_quit_on_stop = False
         self._connections: set[Connection] = set()
+        self._unadmitted: dict[Connection, None] = {}  # insertion order: the oldest is dropped first
+        self.admitted_connections = 0
         self._all_closed: Optional[asyncio.Event] = None
         self._runner: Any = None
         self._lane: Optional[ParseLane] = None
@@ -193,6 +201,8 @@ class Server:
             Option("send_timeout", positive_float, self.send_timeout),
             Option("max_backlog", positive_int, self.max_backlog),
             Option("max_connections", positive_int, self.max_connections),
+            Option("max_unauthenticated_connections", positive_int, self.max_unauthenticated_connections),
+            Option("auth_timeout", positive_float, self.auth_timeout),
             Option("max_words", positive_int, self.max_words),
             Option("parse_timeout", positive_float, self.parse_timeout),
             Option("bad_input_log_per_minute", positive_int, self.bad_input_log_per_minute),
@@ -473,14 +483,36 @@ class Server:
     def _connection_opened(self, connection: Connection) -> None:
         self._connections.add(connection)
         self._all_closed.clear()
-        if len(self._connections) > self.max_connections:
-            connection.refuse(f"the daemon is busy: {len(self._connections) - 1} connections open, "
-                              f"the maximum is {self.max_connections}")
+        self._unadmitted[connection] = None
+        if len(self._unadmitted) > self.max_unauthenticated_connections:
+            oldest = next(iter(self._unadmitted))
+            del self._unadmitted[oldest]
+            self._warn_bad_input("unauthenticated", "Dropped the connection of %s: more than %d connections "
+                                 "not authenticated (max_unauthenticated_connections)", oldest.peer,
+                                 self.max_unauthenticated_connections)
+            oldest.drop()
+
+    def _connection_admitted(self, connection: Connection) -> None:
+        self._unadmitted.pop(connection, None)
+        self.admitted_connections += 1
+        if self.admitted_connections > self.max_connections:
+            connection.over_budget = True
 
     def _connection_closed(self, connection: Connection) -> None:
         self._connections.discard(connection)
+        self._unadmitted.pop(connection, None)
+        if connection.admitted:
+            connection.admitted = False
+            self.admitted_connections -= 1
         if not self._connections:
             self._all_closed.set()
+
+    def _is_status(self, data: bytes) -> bool:
+        """True for a complete message that is just ``status`` (answered even when busy)."""
+        if len(data) > buffer_size:
+            return False
+        _, text = take_token(data.decode("utf-8", errors="replace"))
+        return text.strip() == "status"
 
     def _count_reply(self, reply: str) -> None:
         self.requests_served += 1
@@ -508,7 +540,8 @@ class Server:
             connection.send_reply(f"{ERROR_PREFIX}{exc}")
             return
         token, text = take_token(text)
-        if self._token is not None and (token is None or not tokens_match(token, self._token)):
+        if self._token is not None and not connection.authenticated and (
+                token is None or not tokens_match(token, self._token)):
             reason = "no token given" if token is None else "wrong token"
             self._warn_bad_input("auth", "Refused a message from %s: %s", connection.peer, reason)
             connection.send_reply(f"{ERROR_PREFIX}authentication failed ({reason}); the daemon "

@@ -91,3 +91,50 @@ def test_an_error_reply_does_not_echo_a_megabyte(daemon_process):
     reply = daemon.send("echo --" + "x" * (MIB - 7))
     assert reply.startswith("Error! unrecognized arguments: --xxx")
     assert "bytes, cut to 200 characters)" in reply and len(reply) < 10_000
+
+
+# ------------------------------------------------------------------ connection slots before authentication
+IDLE_SOCKETS = 600  # more than max_connections (512) + max_unauthenticated_connections (64)
+
+
+def _open_idle(port, count):
+    import socket
+    return [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+
+
+def test_hundreds_of_idle_sockets_lock_nobody_out(daemon_process):
+    daemon = daemon_process()
+    idle = _open_idle(daemon.port, IDLE_SOCKETS)
+    try:
+        assert daemon.send("status").startswith("status: running")
+        assert daemon.send("echo still served") == "still|served"
+        more = _open_idle(daemon.port, 100)  # a second wave, as reconnecting attackers do
+        idle += more
+        assert daemon.send("echo again") == "again"
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_with_a_token_idle_and_tokenless_sockets_lock_nobody_out(daemon_process, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-token\n")
+    daemon = daemon_process("--config", str(_token_config(tmp_path, token_file)))
+    idle = _open_idle(daemon.port, IDLE_SOCKETS)
+    try:
+        for sock in idle[::3]:
+            sock.sendall(b"#auth wrong\n")  # refused, waiting for the end of their message
+        for sock in idle[1::3]:
+            sock.sendall(b"echo no token")
+        assert daemon.send("echo ok", token_file=str(token_file)) == "ok"
+        assert daemon.send("status", token_file=str(token_file)).startswith("status: running")
+        assert daemon.send("echo ok").startswith("Error! authentication failed (no token given)")
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def _token_config(tmp_path, token_file):
+    ini = tmp_path / "server.ini"
+    ini.write_text(f"[Overall]\ntoken_file = {token_file}\n")
+    return ini
