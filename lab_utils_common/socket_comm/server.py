@@ -28,7 +28,9 @@ from ._log import get_logger
 from .command_runner import PoolRunner, SerialRunner
 from .connection import Connection
 from .lock import acquire_pid_lock
-from .message import ERROR_PREFIX, SPLIT_PATTERN, decode_message, is_error_reply, take_token
+from .log_limits import RateLimit, cut
+from .message import ERROR_PREFIX, SPLIT_PATTERN, buffer_size, decode_message, is_error_reply, split_message, take_token
+from .parse_lane import EXPIRED, ParseLane
 from .parser import ArgumentParser, MessageError
 from .auth_token import read_token_file, tokens_match
 
@@ -95,7 +97,24 @@ class Server:
     message_gap: float = 0.015              #: Pause that ends a message from a 0.5.x client (s).
     send_timeout: float = 30.0              #: Seconds a reply may take to leave before the socket is dropped.
     shutdown_timeout: float = 5.0           #: Seconds to finish open requests when stopping.
-    max_connections: int = 512              #: Open connections beyond this get an immediate error reply.
+    #: Authenticated connections (see auth_timeout) beyond this get a busy error; 'status' is always answered.
+    max_connections: int = 512
+    #: Connections not yet authenticated (no #auth line, or no data without a token); the oldest
+    #: is dropped for a new one, so idle sockets never lock real clients out.
+    max_unauthenticated_connections: int = 64
+    #: Seconds a new connection has to authenticate (server with a token) or start its message.
+    auth_timeout: float = 5.0
+    #: Most words in a message (2048: all a 4096-byte 0.5.x message can hold). argparse is
+    #: quadratic in option-like words: this bounds the time one message can take to parse.
+    max_words: int = 2048
+    #: Seconds a long message may wait and take to be split and parsed; then an error reply.
+    parse_timeout: float = 2.0
+    #: Messages up to this many bytes are parsed on the network thread (cheaper than a thread hop).
+    inline_parse_bytes: int = 256
+    #: Log lines about bad input per minute and kind; the rest are counted, not logged.
+    bad_input_log_per_minute: int = 10
+    #: Characters of a bad message quoted in a log line or an error reply (the size is named).
+    quote_chars: int = 200
     token_file: Optional[str] = None        #: File holding the shared token; None: no authentication.
     #: Command handlers running at once. 1 (default): one at a time, always on the same thread.
     #: Raise it only when every handler is thread-safe; message/namespace/reply stay per request.
@@ -115,8 +134,12 @@ class Server:
         self._stop_requested: Optional[asyncio.Event] = None
         self._run_quit_on_stop = False
         self._connections: set[Connection] = set()
+        self._unadmitted: dict[Connection, None] = {}  # insertion order: the oldest is dropped first
+        self.admitted_connections = 0
         self._all_closed: Optional[asyncio.Event] = None
         self._runner: Any = None
+        self._lane: Optional[ParseLane] = None
+        self._bad_input_log: Optional[RateLimit] = None
         self._bound_address: Optional[tuple[str, int]] = None
         self.started_at: Optional[float] = None
         self.requests_served = 0
@@ -178,6 +201,11 @@ class Server:
             Option("send_timeout", positive_float, self.send_timeout),
             Option("max_backlog", positive_int, self.max_backlog),
             Option("max_connections", positive_int, self.max_connections),
+            Option("max_unauthenticated_connections", positive_int, self.max_unauthenticated_connections),
+            Option("auth_timeout", positive_float, self.auth_timeout),
+            Option("max_words", positive_int, self.max_words),
+            Option("parse_timeout", positive_float, self.parse_timeout),
+            Option("bad_input_log_per_minute", positive_int, self.bad_input_log_per_minute),
         ]
 
     def _load_settings(self, config_file: Optional[str], overrides: Optional[dict] = None) -> None:
@@ -300,6 +328,7 @@ class Server:
             self._runner = PoolRunner(loop, self.handler_threads, f"{type(self).__name__}-handler")
         else:
             self._runner = SerialRunner(loop)
+        self._lane = ParseLane(loop, f"{type(self).__name__}-parse")
         failure: list[BaseException] = []
         previous = self._install_signal_handlers()
         io_thread = None
@@ -335,6 +364,8 @@ class Server:
             failure.append(exc)
         finally:
             self._runner.stop()
+            if self._lane is not None:
+                self._lane.stop()
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
@@ -452,31 +483,67 @@ class Server:
     def _connection_opened(self, connection: Connection) -> None:
         self._connections.add(connection)
         self._all_closed.clear()
-        if len(self._connections) > self.max_connections:
-            connection.refuse(f"the daemon is busy: {len(self._connections) - 1} connections open, "
-                              f"the maximum is {self.max_connections}")
+        self._unadmitted[connection] = None
+        if len(self._unadmitted) > self.max_unauthenticated_connections:
+            oldest = next(iter(self._unadmitted))
+            del self._unadmitted[oldest]
+            self._warn_bad_input("unauthenticated", "Dropped the connection of %s: more than %d connections "
+                                 "not authenticated (max_unauthenticated_connections)", oldest.peer,
+                                 self.max_unauthenticated_connections)
+            oldest.drop()
+
+    def _connection_admitted(self, connection: Connection) -> None:
+        self._unadmitted.pop(connection, None)
+        self.admitted_connections += 1
+        if self.admitted_connections > self.max_connections:
+            connection.over_budget = True
 
     def _connection_closed(self, connection: Connection) -> None:
         self._connections.discard(connection)
+        self._unadmitted.pop(connection, None)
+        if connection.admitted:
+            connection.admitted = False
+            self.admitted_connections -= 1
         if not self._connections:
             self._all_closed.set()
+
+    def _is_status(self, data: bytes) -> bool:
+        """True for a complete message that is just ``status`` (answered even when busy)."""
+        if len(data) > buffer_size:
+            return False
+        _, text = take_token(data.decode("utf-8", errors="replace"))
+        return text.strip() == "status"
 
     def _count_reply(self, reply: str) -> None:
         self.requests_served += 1
         if is_error_reply(reply):
             self.error_replies += 1
 
+    def _warn_bad_input(self, kind: str, fmt: str, *args: Any) -> None:
+        """Log a warning about a client's bad input, at most bad_input_log_per_minute per kind."""
+        limit = self._bad_input_log
+        if limit is None or limit.count != self.bad_input_log_per_minute:
+            limit = self._bad_input_log = RateLimit(self.bad_input_log_per_minute, 60.0)
+        allowed, suppressed = limit.allow(kind)
+        if not allowed:
+            return
+        if suppressed:
+            fmt += " (%d similar line(s) not logged, bad_input_log_per_minute)"
+            args += (suppressed,)
+        self.logger.warning(fmt, *args)
+
     def _handle_message(self, connection: Connection, data: bytes) -> None:
         try:
             text = decode_message(data)
         except ValueError as exc:
-            self.logger.warning("Client %s: %s", connection.peer, exc)
+            self._warn_bad_input("undecodable", "Client %s: %s", connection.peer, exc)
             connection.send_reply(f"{ERROR_PREFIX}{exc}")
             return
         token, text = take_token(text)
-        if self._token is not None and (token is None or not tokens_match(token, self._token)):
+        if self._token is not None and not connection.authenticated and (
+                token is None or not tokens_match(token, self._token)):
             reason = "no token given" if token is None else "wrong token"
-            self.logger.warning("Refused a message from %s: %s", connection.peer, reason)
+            self._warn_bad_input("auth", "Refused a message from %s: %s", connection.peer, reason)
             connection.send_reply(f"{ERROR_PREFIX}authentication failed ({reason}); the daemon "
                                   f"needs the shared token (token_file)")
             return
@@ -485,22 +552,61 @@ class Server:
             self.logger.debug("Client %s sent an empty message", connection.peer)
             connection.send_reply(f"{ERROR_PREFIX}empty message; send 'help' for the list of commands")
             return
-        self.logger.debug("Message from %s: %r", connection.peer, message)
+        if len(message) <= self.inline_parse_bytes:
+            self.logger.debug("Message from %s: %r", connection.peer, message)
+            self._parsed(connection, message, self._parse(message))
+            return
+        self.logger.debug("Message from %s: %s", connection.peer, cut(message, self.quote_chars))
+        # Long: split and parse on the parse lane, answered by parse_timeout whatever happens there.
+        timer = self._loop.call_later(self.parse_timeout, self._parse_timed_out, connection, message)
+        self._lane.submit(partial(self._parse, message), partial(self._parsed_late, connection, message, timer),
+                          time.monotonic() + self.parse_timeout)
+
+    def _parse_timed_out(self, connection: Connection, message: str) -> None:
+        self._warn_bad_input("parse timeout", "Client %s: parsing %s took longer than %g s (parse_timeout)",
+                             connection.peer, cut(message, self.quote_chars), self.parse_timeout)
+        connection.send_reply(f"{ERROR_PREFIX}the message was not parsed within {self.parse_timeout:g} s "
+                              f"(parse_timeout); send shorter messages, or fewer at once")
+
+    def _parsed_late(self, connection: Connection, message: str, timer: asyncio.TimerHandle, parsed: Any) -> None:
+        timer.cancel()
+        if parsed is EXPIRED or connection.replied:
+            return  # _parse_timed_out answered
+        self._parsed(connection, message, parsed)
+
+    def _split(self, message: str) -> list[str]:
+        if self.regex is SPLIT_PATTERN:
+            return split_message(message, self.delimiter_left, self.delimiter_right)
+        # A subclass's own splitter (0.5.x allowed replacing regex): used as it is.
         delimiters = f" {self.delimiter_left}{self.delimiter_right}"
-        words = [word.strip(delimiters) for word in self.regex.split(message)]
+        return [word.strip(delimiters) for word in self.regex.split(message)]
+
+    def _parse(self, message: str) -> Any:
+        """The namespace of ``message``, or the error reply (a str); runs on either thread, never raises."""
+        words = self._split(message)
+        if len(words) > self.max_words:
+            self._warn_bad_input("too many words", "Invalid message %s: %d words, the maximum is %d (max_words)",
+                                 cut(message, self.quote_chars), len(words), self.max_words)
+            return (f"{ERROR_PREFIX}message has {len(words)} words, the maximum is {self.max_words} "
+                    f"(max_words); put a value with spaces in braces: {{a long value}}")
         try:
             namespace = self.parser.parse_args(args=words)
         except MessageError as exc:
-            self.logger.warning("Invalid message %r: %s", message, exc)
-            connection.send_reply(f"{ERROR_PREFIX}{exc}\n{self.parser.full_help()}")
-            return
+            self._warn_bad_input("invalid", "Invalid message %s: %s", cut(message, self.quote_chars),
+                                 cut(exc, self.quote_chars))
+            return f"{ERROR_PREFIX}{_shorten(str(exc), self.quote_chars)}\n{self.parser.full_help()}"
         except Exception as exc:  # a type= converter of the application that raised
-            self.logger.exception("Parsing %r failed", message)
-            connection.send_reply(f"Unknown exception! Check daemon log!\n{type(exc).__name__}: {exc}")
-            return
+            self.logger.exception("Parsing %s failed", cut(message, self.quote_chars))
+            return f"Unknown exception! Check daemon log!\n{type(exc).__name__}: {_shorten(str(exc), self.quote_chars)}"
         if not callable(getattr(namespace, "func", None)):
-            connection.send_reply(f"{ERROR_PREFIX}no command given\n{self.parser.full_help()}")
+            return f"{ERROR_PREFIX}no command given\n{self.parser.full_help()}"
+        return namespace
+
+    def _parsed(self, connection: Connection, message: str, parsed: Any) -> None:
+        if isinstance(parsed, str):
+            connection.send_reply(parsed)
             return
+        namespace = parsed
         if getattr(namespace.func, "__func__", None) in _INLINE_HANDLERS:
             # Built-in status/help only read counters: answered even while a long command runs,
             # so a healthcheck does not fail because an instrument is busy.
@@ -521,13 +627,20 @@ class Server:
         try:
             namespace.func()
         except MessageError as exc:
-            self.logger.warning("Command %r refused: %s", message, exc)
+            self.logger.warning("Command %s refused: %s", cut(message, self.quote_chars), exc)
             return f"{ERROR_PREFIX}{exc}"
         except BaseException as exc:  # noqa: BLE001 - a failing command must not kill the daemon
-            self.logger.exception("Command %r failed: %s: %s", message, type(exc).__name__, exc)
+            self.logger.exception("Command %s failed: %s: %s", cut(message, self.quote_chars), type(exc).__name__, exc)
             return f"Unknown exception! Check daemon log!\n{type(exc).__name__}: {exc}"
         reply = self.reply
         return "" if reply is None else str(reply)
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, naming its full size (for error replies)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text.encode('utf-8', errors='replace'))} bytes, cut to {limit} characters)"
 
 
 _INLINE_HANDLERS = {Server.status, Server.help}
