@@ -22,9 +22,10 @@ from typing import Any, Callable, Optional, Pattern
 
 from zc.lockfile import LockFile
 
-from lab_utils_common.config import Option, load_section, port_number, positive_float, positive_int
+from lab_utils_common.config import Option, load_section, parse_bool, port_number, positive_float, positive_int
 
 from ._log import get_logger
+from .admin import admin_refusal
 from .command_runner import PoolRunner, SerialRunner
 from .connection import Connection
 from .lock import acquire_pid_lock
@@ -116,6 +117,12 @@ class Server:
     #: Characters of a bad message quoted in a log line or an error reply (the size is named).
     quote_chars: int = 200
     token_file: Optional[str] = None        #: File holding the shared token; None: no authentication.
+    #: Commands that stop the daemon, destroy data or silence alarms: refused unless the daemon has
+    #: a token or allow_unauthenticated_admin. A subclass adds its own:
+    #: ``admin_commands = Server.admin_commands | {"retention"}``.
+    admin_commands: frozenset[str] = frozenset({"quit"})
+    #: Allow admin_commands without a token (``--allow-unauthenticated-admin``): only on a trusted network.
+    allow_unauthenticated_admin: bool = False
     #: Command handlers running at once. 1 (default): one at a time, always on the same thread.
     #: Raise it only when every handler is thread-safe; message/namespace/reply stay per request.
     handler_threads: int = 1
@@ -124,7 +131,7 @@ class Server:
 
     def __init__(self, config_file: Optional[str] = None, pid_file_name: Optional[str] = None,
                  host: Optional[str] = None, port: Optional[int] = None, *,
-                 token_file: Optional[str] = None) -> None:
+                 token_file: Optional[str] = None, allow_unauthenticated_admin: Optional[bool] = None) -> None:
         """Read the settings, build the parser and lock the PID file (``PidLockError`` if held)."""
         self.logger = get_logger(self.logger_name)
         self.ready = threading.Event()      #: Set once the socket listens (tests wait on it).
@@ -148,7 +155,8 @@ class Server:
             # As in 0.5.x the constructor calls config(): a subclass reads its own options there.
             self.config(config_file)
         self._load_settings(config_file, {"host": host, "port": port, "pid_file": pid_file_name,
-                                          "token_file": token_file})
+                                          "token_file": token_file,
+                                          "allow_unauthenticated_admin": allow_unauthenticated_admin})
         self.create_parser()
         self.daemonize()
         self.quit_flag = False
@@ -195,6 +203,7 @@ class Server:
             Option("port", port_number, self.port),
             Option("pid_file", str, self.pid_file_name),
             Option("token_file", str, self.token_file),
+            Option("allow_unauthenticated_admin", parse_bool, self.allow_unauthenticated_admin),
             Option("max_message_size", positive_int, self.max_message_size),
             Option("receive_timeout", positive_float, self.receive_timeout),
             Option("message_gap", positive_float, self.message_gap),
@@ -258,6 +267,17 @@ class Server:
         command = self.sp.add_parser(name, description=description)
         command.set_defaults(func=handler, which=name)
         return command
+
+    @property
+    def admin_allowed(self) -> bool:
+        """True when admin commands may run: the daemon has a token, or allow_unauthenticated_admin."""
+        return self._token is not None or bool(self.allow_unauthenticated_admin)
+
+    def require_admin(self, what: str) -> None:
+        """Raise :class:`MessageError` unless :attr:`admin_allowed`; for a handler whose danger
+        depends on its arguments (``self.require_admin("log_level CRITICAL --logger root")``)."""
+        if not self.admin_allowed:
+            raise MessageError(admin_refusal(what))
 
     def quit(self) -> None:
         """Command ``quit`` (also run on SIGTERM/SIGINT): override to clean up; replies ``Goodbye!``."""
@@ -607,6 +627,12 @@ class Server:
             connection.send_reply(parsed)
             return
         namespace = parsed
+        which = getattr(namespace, "which", None)
+        if which in self.admin_commands and not self.admin_allowed:
+            self._warn_bad_input("admin", "Refused the admin command %r from %s: no token configured",
+                                 which, connection.peer)
+            connection.send_reply(f"{ERROR_PREFIX}{admin_refusal(repr(which))}")
+            return
         if getattr(namespace.func, "__func__", None) in _INLINE_HANDLERS:
             # Built-in status/help only read counters: answered even while a long command runs,
             # so a healthcheck does not fail because an instrument is busy.

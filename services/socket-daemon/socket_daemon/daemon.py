@@ -15,6 +15,7 @@ from typing import Optional
 from lab_utils_common.config import log_level as parse_log_level
 from lab_utils_common.custom_logging import set_handler_level
 from lab_utils_common.socket_comm import MessageError, Server
+from lab_utils_common.socket_comm.admin import alarm_level, existing_logger
 
 from .values import ValueStore
 
@@ -106,11 +107,16 @@ class SocketDaemon(Server):
         except ValueError as exc:
             raise MessageError(str(exc)) from None
         name = self.namespace.logger or None
+        # An unknown name is refused: logging keeps every logger it ever created (a leak per name).
+        if name is not None and existing_logger(name) is None:
+            raise MessageError(f"no logger named {name!r} in this daemon")
         # Root: the console handler changes and the root logger follows the lowest handler level;
         # file and alarm handlers keep their thresholds (an alarm relay flooded with DEBUG records
         # would drown the real alarms). Without configure_logging's console: the root logger.
         if name is not None or not set_handler_level(level, "console"):
-            logging.getLogger(name).setLevel(level)
+            if level > alarm_level():  # would silence alarms: only with a token
+                self.require_admin(f"'log_level {logging.getLevelName(level)} --logger {name or 'root'}'")
+            existing_logger(name).setLevel(level)
         label = name or "root"
         self.logger.info("Log level of %r set to %s", label, logging.getLevelName(level))
         self.reply = f"log level of {label!r} set to {logging.getLevelName(level)}"

@@ -54,7 +54,7 @@ class OwnCommandsAfterInit(Server):
     (OwnCommandsAfterInit, "instrument: measuring", "see the wiki", "quitting the app way"),
 ])
 def test_app_status_help_quit_replace_the_built_ins(socket_server_factory, cls, status, help_text, goodbye):
-    running = socket_server_factory(cls)
+    running = socket_server_factory(cls, allow_unauthenticated_admin=True)
     assert running.send("status") == status
     assert running.send("help") == help_text
     # The replaced commands are listed once, in their place, with the app's description.

@@ -138,3 +138,25 @@ def _token_config(tmp_path, token_file):
     ini = tmp_path / "server.ini"
     ini.write_text(f"[Overall]\ntoken_file = {token_file}\n")
     return ini
+
+
+# ------------------------------------------------------------------ admin commands
+def test_quit_without_a_token_is_refused_and_the_daemon_keeps_serving(daemon_process):
+    daemon = daemon_process()
+    reply = daemon.send("quit")
+    assert reply.startswith("Error! 'quit' is an admin command, refused: the daemon has no token (token_file)")
+    assert "--allow-unauthenticated-admin" in reply
+    assert daemon.send("echo alive") == "alive"
+    assert daemon.process.poll() is None
+    assert daemon.stop() == 0  # SIGTERM is the operator's way
+
+
+def test_quit_with_the_token_or_explicitly_allowed(daemon_process, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-token\n")
+    with_token = daemon_process("--config", str(_token_config(tmp_path, token_file)))
+    assert with_token.send("quit", token_file=str(token_file)) == "Goodbye!"
+    assert with_token.process.wait(30) == 0
+    allowed = daemon_process("--allow-unauthenticated-admin")
+    assert allowed.send("quit") == "Goodbye!"
+    assert allowed.process.wait(30) == 0
