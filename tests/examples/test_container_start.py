@@ -44,6 +44,8 @@ def test_container_start_autostarts_logging_to_the_database_and_passes_sigterm_o
                       postgres=postgres_server, database=pg_database, interval=0.05)
     password_file = tmp_path / "db_password"
     password_file.write_text(postgres_server.password + "\n")
+    token_file = tmp_path / "token"  # the compose secret socket_daemon_token
+    token_file.write_text("example-test-token\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABUTILS_")}
     env.update({
         # python3 on PATH is the test venv's, as /opt/lab-utils/bin is first in the image
@@ -53,6 +55,8 @@ def test_container_start_autostarts_logging_to_the_database_and_passes_sigterm_o
         "LABUTILS_SERVER_PORT": str(port),
         "LABUTILS_CLIENT_HOST": "127.0.0.1",
         "LABUTILS_CLIENT_PORT": str(port),
+        "LABUTILS_SERVER_TOKEN_FILE": str(token_file),
+        "LABUTILS_CLIENT_TOKEN_FILE": str(token_file),
         # the compose service's database settings, against the test server
         "LABUTILS_DATABASE_HOST": postgres_server.host,
         "LABUTILS_DATABASE_PORT": str(postgres_server.port),

@@ -15,7 +15,7 @@ import re
 import signal
 import subprocess
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, Optional
 
 import psycopg2
 import pytest
@@ -81,6 +81,7 @@ class Outcome:
     sigterm_returncode: int = 0
     sigterm_output: str = ""
     rows: list[tuple] = field(default_factory=list)
+    unauthenticated_quit: Optional[CliResult] = None
 
     def reply(self, command: str, nth: int = 0) -> CliResult:
         return [result for result in self.cli if result.command == command][nth]
@@ -130,9 +131,12 @@ def run_session(run: AppRun) -> Outcome:
     outcome.daemon_output = run.daemon_output("daemon")
     outcome.rows = _rows(run.postgres, run.database)
 
-    # Stopped by a service manager instead of 'quit'
-    daemon = run.daemon("sigterm")
+    # Stopped by a service manager instead of 'quit'. This daemon has no token: the project
+    # refuses 'quit' (an admin command) there, which 0.5.4 would obey.
+    daemon = run.daemon("sigterm", token=False)
     run.wait_listening(daemon, "sigterm")
+    if run.flavour == "project":
+        outcome.unauthenticated_quit = run.cli("quit", token=False)
     daemon.send_signal(signal.SIGTERM)
     outcome.sigterm_returncode = daemon.wait(PROCESS_DEADLINE)
     outcome.sigterm_output = run.daemon_output("sigterm")
@@ -227,6 +231,21 @@ def test_sigterm_runs_quit_in_the_project_only(outcomes):
     assert new.sigterm_returncode == 0, new.sigterm_output
     assert "Cleaning up..." in new.sigterm_output
     assert "Closing serial port" in new.sigterm_output  # the app's own quit() ran
+
+
+def test_quit_without_token_is_refused_by_the_project(outcomes):
+    """Documented difference: 'quit' is an admin command, refused without the daemon's token
+    unless allow_unauthenticated_admin is set; 0.5.4 let anyone who could connect stop it."""
+    refused = outcomes[NEW].unauthenticated_quit
+    assert refused is not None and refused.returncode == 1
+    assert refused.reply.startswith("Error!") and "quit" in refused.reply
+    assert "Cleaning up..." not in outcomes[NEW].sigterm_output.split("Received SIGTERM")[0]
+
+
+def test_no_colour_codes_into_a_pipe_in_the_project(outcomes):
+    """Documented difference: 0.5.4 coloured the level name even into files and pipes."""
+    assert "\x1b[" in outcomes[OLD].daemon_output
+    assert "\x1b[" not in outcomes[NEW].daemon_output
 
 
 def _console_lines(outcome: Outcome) -> list[str]:
