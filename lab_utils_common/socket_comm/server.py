@@ -30,6 +30,7 @@ from .command_runner import PoolRunner, SerialRunner
 from .connection import Connection
 from .lock import acquire_pid_lock
 from .log_limits import RateLimit, cut
+from .memory import return_large_blocks_to_os, trim
 from .message import ERROR_PREFIX, SPLIT_PATTERN, buffer_size, decode_message, is_error_reply, split_message, take_token
 from .parse_lane import EXPIRED, ParseLane
 from .parser import ArgumentParser, MessageError
@@ -105,6 +106,11 @@ class Server:
     max_unauthenticated_connections: int = 64
     #: Seconds a new connection has to authenticate (server with a token) or start its message.
     auth_timeout: float = 5.0
+    #: Longest reply in bytes; a longer one is replaced by an error naming this limit.
+    max_reply_size: int = 16 * 1024 * 1024
+    #: Bytes of messages and replies held for all open connections together; a message or reply
+    #: beyond it gets an error naming this limit. Never below max_message_size (one always fits).
+    max_bytes_in_flight: int = 64 * 1024 * 1024
     #: Most words in a message (2048: all a 4096-byte 0.5.x message can hold). argparse is
     #: quadratic in option-like words: this bounds the time one message can take to parse.
     max_words: int = 2048
@@ -143,6 +149,8 @@ class Server:
         self._connections: set[Connection] = set()
         self._unadmitted: dict[Connection, None] = {}  # insertion order: the oldest is dropped first
         self.admitted_connections = 0
+        self.bytes_in_flight = 0            #: Message and reply bytes held for open connections.
+        self._large_seen = False            # a large message came: trim the heap once it is gone
         self._all_closed: Optional[asyncio.Event] = None
         self._runner: Any = None
         self._lane: Optional[ParseLane] = None
@@ -212,6 +220,8 @@ class Server:
             Option("max_connections", positive_int, self.max_connections),
             Option("max_unauthenticated_connections", positive_int, self.max_unauthenticated_connections),
             Option("auth_timeout", positive_float, self.auth_timeout),
+            Option("max_reply_size", positive_int, self.max_reply_size),
+            Option("max_bytes_in_flight", positive_int, self.max_bytes_in_flight),
             Option("max_words", positive_int, self.max_words),
             Option("parse_timeout", positive_float, self.parse_timeout),
             Option("bad_input_log_per_minute", positive_int, self.bad_input_log_per_minute),
@@ -342,6 +352,7 @@ class Server:
         Raises :class:`OSError` when the address cannot be bound. Signal
         handlers are installed only when called from the main thread.
         """
+        return_large_blocks_to_os()  # a burst of large messages must not keep the daemon's RSS up
         loop = asyncio.new_event_loop()
         self._loop = loop
         if self.handler_threads > 1:
@@ -527,6 +538,21 @@ class Server:
         if not self._connections:
             self._all_closed.set()
 
+    def _reserve(self, size: int) -> bool:
+        """Count ``size`` more bytes in flight; False (nothing counted) beyond max_bytes_in_flight."""
+        if self.bytes_in_flight + size > max(self.max_bytes_in_flight, self.max_message_size):
+            return False
+        self.bytes_in_flight += size
+        if size >= _TRIM_AFTER:
+            self._large_seen = True
+        return True
+
+    def _release(self, size: int) -> None:
+        self.bytes_in_flight -= size
+        if self.bytes_in_flight == 0 and self._large_seen:
+            self._large_seen = False
+            trim()
+
     def _is_status(self, data: bytes) -> bool:
         """True for a complete message that is just ``status`` (answered even when busy)."""
         if len(data) > buffer_size:
@@ -590,8 +616,11 @@ class Server:
 
     def _parsed_late(self, connection: Connection, message: str, timer: asyncio.TimerHandle, parsed: Any) -> None:
         timer.cancel()
-        if parsed is EXPIRED or connection.replied:
-            return  # _parse_timed_out answered
+        if connection.replied:
+            return  # _parse_timed_out answered, or the client is gone
+        if parsed is EXPIRED:  # skipped by the lane just before the timer fired
+            self._parse_timed_out(connection, message)
+            return
         self._parsed(connection, message, parsed)
 
     def _split(self, message: str) -> list[str]:
@@ -660,6 +689,9 @@ class Server:
             return f"Unknown exception! Check daemon log!\n{type(exc).__name__}: {exc}"
         reply = self.reply
         return "" if reply is None else str(reply)
+
+
+_TRIM_AFTER = 256 * 1024  # bytes: after a message this large is gone, the heap is trimmed
 
 
 def _shorten(text: str, limit: int) -> str:
