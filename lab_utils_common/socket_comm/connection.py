@@ -32,7 +32,8 @@ import asyncio
 from typing import TYPE_CHECKING, Optional
 
 from .auth_token import tokens_match
-from .message import AUTH_PREFIX, ERROR_PREFIX, buffer_size
+from .dispatcher import Reply
+from .message import AUTH_PREFIX, buffer_size
 
 if TYPE_CHECKING:
     from .server import Server
@@ -166,7 +167,7 @@ class Connection(asyncio.Protocol):
         what = "#auth line" if self._server._token is not None else "message"
         self._server._warn_bad_input("auth timeout", "Client %s: no %s within %g s (auth_timeout)",
                                      self.peer, what, self._server.auth_timeout)
-        self.send_reply(f"{ERROR_PREFIX}no {what} received within {self._server.auth_timeout:g} s (auth_timeout)")
+        self.send_reply(Reply.error(f"no {what} received within {self._server.auth_timeout:g} s (auth_timeout)"))
 
     def eof_received(self) -> bool:
         if self._state == _RECEIVING and not self.admitted:
@@ -206,13 +207,13 @@ class Connection(asyncio.Protocol):
                 reason = (f"message incomplete after {limit:g} s ({self._size} bytes received "
                           f"without an end of message)")
             self._server._warn_bad_input("receive timeout", "Client %s: %s", self.peer, reason)
-            self.send_reply(ERROR_PREFIX + reason)
+            self.send_reply(Reply.error(reason))
         elif self._state == _DISCARDING:
             self._send_refusal()
 
     def _send_refusal(self) -> None:
         self._server._warn_bad_input("refused", "Client %s: %s", self.peer, self._refusal)
-        self.send_reply(f"{ERROR_PREFIX}{self._refusal}")
+        self.send_reply(Reply.error(self._refusal))
 
     def _complete(self) -> None:
         self._state = _PROCESSING
@@ -232,7 +233,7 @@ class Connection(asyncio.Protocol):
         """True once a reply went out (or the client is gone): later replies are dropped."""
         return self._state in (_REPLIED, _CLOSED)
 
-    def send_reply(self, reply: str) -> None:
+    def send_reply(self, reply: Reply) -> None:
         """Send the reply and close; does nothing when the client is already gone."""
         if self._state in (_REPLIED, _CLOSED) or self._transport is None:
             return
@@ -243,8 +244,8 @@ class Connection(asyncio.Protocol):
         self._server._count_reply(reply)
         if self._transport.is_closing():
             return
-        if reply:
-            data = self._encode_reply(reply)
+        if reply.text:
+            data = self._encode_reply(reply.text)
             self._transport.write(data)
         self._transport.close()  # flushes the reply, then closes
         # A client that never reads its reply must not keep a file descriptor forever.
@@ -271,7 +272,7 @@ class Connection(asyncio.Protocol):
     def _refused_reply(self, reason: str) -> bytes:
         self._server._warn_bad_input("reply refused", "Client %s: %s", self.peer, reason)
         self._server.error_replies += 1
-        return f"{ERROR_PREFIX}{reason}".encode("utf-8")
+        return Reply.error(reason).text.encode("utf-8")
 
     @staticmethod
     def _cancel(timer: Optional[asyncio.TimerHandle]) -> None:
