@@ -32,7 +32,8 @@ import asyncio
 from typing import TYPE_CHECKING, Optional
 
 from .auth_token import tokens_match
-from .message import AUTH_PREFIX, ERROR_PREFIX, buffer_size
+from .dispatcher import Reply
+from .message import AUTH_PREFIX, buffer_size
 
 if TYPE_CHECKING:
     from .server import Server
@@ -63,6 +64,7 @@ class Connection(asyncio.Protocol):
         self.authenticated = False           # its #auth line matched the server's token
         self.over_budget = False             # admitted beyond max_connections: only 'status' is answered
         self._auth_deadline: Optional[asyncio.TimerHandle] = None
+        self._reserved = 0                   # bytes counted in the server's bytes_in_flight
 
     # ----------------------------------------------------------------- asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -103,7 +105,10 @@ class Connection(asyncio.Protocol):
                 elif self._size > self._server.max_message_size:
                     self.refuse(f"message too long: {self._size} bytes or more, the maximum is "
                                 f"{self._server.max_message_size} bytes (max_message_size)")
+                elif not self._server._reserve(len(data)):
+                    self.refuse(_over_flight_budget(self._server, "message"))
                 else:
+                    self._reserved += len(data)
                     self._chunks.append(data)
             self._cancel(self._gap_timer)
             self._gap_timer = None
@@ -162,7 +167,7 @@ class Connection(asyncio.Protocol):
         what = "#auth line" if self._server._token is not None else "message"
         self._server._warn_bad_input("auth timeout", "Client %s: no %s within %g s (auth_timeout)",
                                      self.peer, what, self._server.auth_timeout)
-        self.send_reply(f"{ERROR_PREFIX}no {what} received within {self._server.auth_timeout:g} s (auth_timeout)")
+        self.send_reply(Reply.error(f"no {what} received within {self._server.auth_timeout:g} s (auth_timeout)"))
 
     def eof_received(self) -> bool:
         if self._state == _RECEIVING and not self.admitted:
@@ -179,6 +184,9 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self._state = _CLOSED
         self._chunks = []
+        if self._reserved:
+            self._server._release(self._reserved)
+            self._reserved = 0
         for timer in (self._gap_timer, self._deadline, self._send_deadline, self._auth_deadline):
             self._cancel(timer)
         self._server._connection_closed(self)
@@ -199,13 +207,13 @@ class Connection(asyncio.Protocol):
                 reason = (f"message incomplete after {limit:g} s ({self._size} bytes received "
                           f"without an end of message)")
             self._server._warn_bad_input("receive timeout", "Client %s: %s", self.peer, reason)
-            self.send_reply(ERROR_PREFIX + reason)
+            self.send_reply(Reply.error(reason))
         elif self._state == _DISCARDING:
             self._send_refusal()
 
     def _send_refusal(self) -> None:
         self._server._warn_bad_input("refused", "Client %s: %s", self.peer, self._refusal)
-        self.send_reply(f"{ERROR_PREFIX}{self._refusal}")
+        self.send_reply(Reply.error(self._refusal))
 
     def _complete(self) -> None:
         self._state = _PROCESSING
@@ -225,7 +233,7 @@ class Connection(asyncio.Protocol):
         """True once a reply went out (or the client is gone): later replies are dropped."""
         return self._state in (_REPLIED, _CLOSED)
 
-    def send_reply(self, reply: str) -> None:
+    def send_reply(self, reply: Reply) -> None:
         """Send the reply and close; does nothing when the client is already gone."""
         if self._state in (_REPLIED, _CLOSED) or self._transport is None:
             return
@@ -236,13 +244,43 @@ class Connection(asyncio.Protocol):
         self._server._count_reply(reply)
         if self._transport.is_closing():
             return
-        if reply:
-            self._transport.write(reply.encode("utf-8"))
+        if reply.text:
+            data = self._encode_reply(reply.text)
+            self._transport.write(data)
         self._transport.close()  # flushes the reply, then closes
         # A client that never reads its reply must not keep a file descriptor forever.
         self._send_deadline = self._loop.call_later(self._server.send_timeout, self._transport.abort)
+
+    def _encode_reply(self, reply: str) -> bytes:
+        server = self._server
+        # The message is handled: its bytes no longer count (the reply's do, until closed).
+        if self._reserved:
+            server._release(self._reserved)
+            self._reserved = 0
+        if len(reply) > server.max_reply_size:  # characters <= bytes: too long whatever the encoding
+            return self._refused_reply(f"the reply is {len(reply)} characters or more, the maximum is "
+                                       f"{server.max_reply_size} bytes (max_reply_size)")
+        data = reply.encode("utf-8")
+        if len(data) > server.max_reply_size:
+            return self._refused_reply(f"the reply is {len(data)} bytes, the maximum is "
+                                       f"{server.max_reply_size} bytes (max_reply_size)")
+        if not server._reserve(len(data)):
+            return self._refused_reply(_over_flight_budget(server, "reply"))
+        self._reserved = len(data)
+        return data
+
+    def _refused_reply(self, reason: str) -> bytes:
+        self._server._warn_bad_input("reply refused", "Client %s: %s", self.peer, reason)
+        self._server.error_replies += 1
+        return Reply.error(reason).text.encode("utf-8")
 
     @staticmethod
     def _cancel(timer: Optional[asyncio.TimerHandle]) -> None:
         if timer is not None:
             timer.cancel()
+
+
+def _over_flight_budget(server: "Server", what: str) -> str:
+    limit = max(server.max_bytes_in_flight, server.max_message_size)
+    return (f"the daemon is busy: {server.bytes_in_flight} bytes of messages and replies in flight, "
+            f"the maximum is {limit} (max_bytes_in_flight); this {what} was refused, try again")

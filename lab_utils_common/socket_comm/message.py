@@ -13,6 +13,7 @@ runs nothing, and the token does not appear in that reply.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Optional
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "REPLY_ERROR_PREFIXES",
     "is_error_reply",
     "decode_message",
+    "Message",
 ]
 
 #: What a 0.5.x peer reads in one ``recv``: the longest message a 0.5.x server
@@ -124,3 +126,31 @@ def decode_message(data: bytes) -> str:
         raise ValueError(f"message contains the control character {control.group()!r} at position "
                          f"{control.start()}; messages are text")
     return text
+
+
+@dataclass(frozen=True)
+class Message:
+    """A received message: ``head`` (the command line, split into words), ``body`` and ``token``.
+
+    The body is everything after the first line, for a server with ``accepts_body``
+    (db-admin's ``insert_many`` rows), handed to the command untouched; otherwise it is
+    empty and the whole text is the head, as 0.5.x read it.
+
+    Example::
+
+        Message.from_text("#auth s3cret\ninsert_many beam\ntime,current\n...", with_body=True)
+        # Message(head='insert_many beam', body='time,current\n...', token='s3cret')
+    """
+
+    head: str
+    body: str = ""
+    token: Optional[str] = None
+
+    @classmethod
+    def from_text(cls, text: str, with_body: bool = False) -> "Message":
+        """Split off the ``#auth`` line, then (``with_body``) the head line from the body."""
+        token, text = take_token(text)
+        if with_body:
+            head, _, body = text.partition("\n")
+            return cls(head.rstrip(), body, token)
+        return cls(text.rstrip(), "", token)

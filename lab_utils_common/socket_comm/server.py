@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from functools import partial
-from typing import Any, Callable, Optional, Pattern
+from typing import Any, Callable, Optional, Pattern, Union
 
 from zc.lockfile import LockFile
 
@@ -29,11 +29,13 @@ from .admin import admin_refusal
 from .command_runner import PoolRunner, SerialRunner
 from .connection import Connection
 from .lock import acquire_pid_lock
-from .log_limits import RateLimit, cut
-from .message import ERROR_PREFIX, SPLIT_PATTERN, buffer_size, decode_message, is_error_reply, split_message, take_token
+from .log_limits import RateLimit
+from .memory import return_large_blocks_to_os, trim
+from .message import SPLIT_PATTERN, buffer_size, take_token
+from .dispatcher import PARSE_TIMEOUT, Dispatcher, Reply, Request
 from .parse_lane import EXPIRED, ParseLane
 from .parser import ArgumentParser, MessageError
-from .auth_token import read_token_file, tokens_match
+from .auth_token import read_token_file
 
 __all__ = ["Server"]
 
@@ -42,6 +44,7 @@ class _RequestState(threading.local):
     """The per-request attributes 0.5.x handlers use, one set per handler thread."""
 
     message: str = ""
+    body: str = ""
     namespace: Optional[argparse.Namespace] = None
     reply: str = ""
 
@@ -105,6 +108,14 @@ class Server:
     max_unauthenticated_connections: int = 64
     #: Seconds a new connection has to authenticate (server with a token) or start its message.
     auth_timeout: float = 5.0
+    #: True: the first line of a message is the command, the lines after it are :attr:`body`
+    #: (not split, not parsed). False (0.5.x): the whole message is the command line.
+    accepts_body: bool = False
+    #: Longest reply in bytes; a longer one is replaced by an error naming this limit.
+    max_reply_size: int = 16 * 1024 * 1024
+    #: Bytes of messages and replies held for all open connections together; a message or reply
+    #: beyond it gets an error naming this limit. Never below max_message_size (one always fits).
+    max_bytes_in_flight: int = 64 * 1024 * 1024
     #: Most words in a message (2048: all a 4096-byte 0.5.x message can hold). argparse is
     #: quadratic in option-like words: this bounds the time one message can take to parse.
     max_words: int = 2048
@@ -143,9 +154,12 @@ class Server:
         self._connections: set[Connection] = set()
         self._unadmitted: dict[Connection, None] = {}  # insertion order: the oldest is dropped first
         self.admitted_connections = 0
+        self.bytes_in_flight = 0            #: Message and reply bytes held for open connections.
+        self._large_seen = False            # a large message came: trim the heap once it is gone
         self._all_closed: Optional[asyncio.Event] = None
         self._runner: Any = None
         self._lane: Optional[ParseLane] = None
+        self._dispatcher = Dispatcher(self)
         self._bad_input_log: Optional[RateLimit] = None
         self._bound_address: Optional[tuple[str, int]] = None
         self.started_at: Optional[float] = None
@@ -177,6 +191,15 @@ class Server:
     @message.setter
     def message(self, value: str) -> None:
         self._request_state().message = value
+
+    @property
+    def body(self) -> str:
+        """The lines after the command line (a server with :attr:`accepts_body`), untouched; else ``""``."""
+        return self._request_state().body
+
+    @body.setter
+    def body(self, value: str) -> None:
+        self._request_state().body = value
 
     @property
     def namespace(self) -> Optional[argparse.Namespace]:
@@ -212,6 +235,8 @@ class Server:
             Option("max_connections", positive_int, self.max_connections),
             Option("max_unauthenticated_connections", positive_int, self.max_unauthenticated_connections),
             Option("auth_timeout", positive_float, self.auth_timeout),
+            Option("max_reply_size", positive_int, self.max_reply_size),
+            Option("max_bytes_in_flight", positive_int, self.max_bytes_in_flight),
             Option("max_words", positive_int, self.max_words),
             Option("parse_timeout", positive_float, self.parse_timeout),
             Option("bad_input_log_per_minute", positive_int, self.bad_input_log_per_minute),
@@ -342,6 +367,7 @@ class Server:
         Raises :class:`OSError` when the address cannot be bound. Signal
         handlers are installed only when called from the main thread.
         """
+        return_large_blocks_to_os()  # a burst of large messages must not keep the daemon's RSS up
         loop = asyncio.new_event_loop()
         self._loop = loop
         if self.handler_threads > 1:
@@ -429,9 +455,9 @@ class Server:
             # A client whose command is still running must not take the close for an empty
             # (successful) reply: it gets an error saying what happened.
             for connection in list(self._connections):
-                connection.send_reply(f"{ERROR_PREFIX}the daemon is stopping and did not finish this "
-                                      f"request within {self.shutdown_timeout:g} s (shutdown_timeout); "
-                                      f"a command that was running may still complete")
+                connection.send_reply(Reply.error(
+                    f"the daemon is stopping and did not finish this request within {self.shutdown_timeout:g} s "
+                    f"(shutdown_timeout); a command that was running may still complete"))
             try:
                 await asyncio.wait_for(self._all_closed.wait(), 1.0)
             except asyncio.TimeoutError:
@@ -456,7 +482,7 @@ class Server:
             self._stop_requested.set()
 
     def _run_quit_cleanup(self) -> None:
-        self.message, self.namespace, self.reply = "quit", None, ""
+        self.message, self.body, self.namespace, self.reply = "quit", "", None, ""
         try:
             self.quit()
         except Exception:
@@ -527,6 +553,21 @@ class Server:
         if not self._connections:
             self._all_closed.set()
 
+    def _reserve(self, size: int) -> bool:
+        """Count ``size`` more bytes in flight; False (nothing counted) beyond max_bytes_in_flight."""
+        if self.bytes_in_flight + size > max(self.max_bytes_in_flight, self.max_message_size):
+            return False
+        self.bytes_in_flight += size
+        if size >= _TRIM_AFTER:
+            self._large_seen = True
+        return True
+
+    def _release(self, size: int) -> None:
+        self.bytes_in_flight -= size
+        if self.bytes_in_flight == 0 and self._large_seen:
+            self._large_seen = False
+            trim()
+
     def _is_status(self, data: bytes) -> bool:
         """True for a complete message that is just ``status`` (answered even when busy)."""
         if len(data) > buffer_size:
@@ -534,9 +575,9 @@ class Server:
         _, text = take_token(data.decode("utf-8", errors="replace"))
         return text.strip() == "status"
 
-    def _count_reply(self, reply: str) -> None:
+    def _count_reply(self, reply: Reply) -> None:
         self.requests_served += 1
-        if is_error_reply(reply):
+        if not reply.ok:
             self.error_replies += 1
 
     def _warn_bad_input(self, kind: str, fmt: str, *args: Any) -> None:
@@ -553,120 +594,51 @@ class Server:
         self.logger.warning(fmt, *args)
 
     def _handle_message(self, connection: Connection, data: bytes) -> None:
-        try:
-            text = decode_message(data)
-        except ValueError as exc:
-            self._warn_bad_input("undecodable", "Client %s: %s", connection.peer, exc)
-            connection.send_reply(f"{ERROR_PREFIX}{exc}")
+        """A complete message arrived (event loop thread): prepare it here if short, else on the lane."""
+        if len(data) <= self.inline_parse_bytes:
+            self._prepared(connection, self._dispatcher.prepare(data, connection.authenticated))
             return
-        token, text = take_token(text)
-        if self._token is not None and not connection.authenticated and (
-                token is None or not tokens_match(token, self._token)):
-            reason = "no token given" if token is None else "wrong token"
-            self._warn_bad_input("auth", "Refused a message from %s: %s", connection.peer, reason)
-            connection.send_reply(f"{ERROR_PREFIX}authentication failed ({reason}); the daemon "
-                                  f"needs the shared token (token_file)")
-            return
-        message = text.rstrip()
-        if not message.strip():
-            self.logger.debug("Client %s sent an empty message", connection.peer)
-            connection.send_reply(f"{ERROR_PREFIX}empty message; send 'help' for the list of commands")
-            return
-        if len(message) <= self.inline_parse_bytes:
-            self.logger.debug("Message from %s: %r", connection.peer, message)
-            self._parsed(connection, message, self._parse(message))
-            return
-        self.logger.debug("Message from %s: %s", connection.peer, cut(message, self.quote_chars))
-        # Long: split and parse on the parse lane, answered by parse_timeout whatever happens there.
-        timer = self._loop.call_later(self.parse_timeout, self._parse_timed_out, connection, message)
-        self._lane.submit(partial(self._parse, message), partial(self._parsed_late, connection, message, timer),
-                          time.monotonic() + self.parse_timeout)
+        # Long: decoded, split and parsed on the parse lane, answered by the deadline whatever happens
+        # there. Decoding is linear: a long body gets 1 s more per 20 MB.
+        budget = self.parse_timeout + len(data) / 20e6
+        timer = self._loop.call_later(budget, self._parse_timed_out, connection, budget)
+        self._lane.submit(partial(self._dispatcher.prepare, data, connection.authenticated),
+                          partial(self._prepared_late, connection, timer, budget), time.monotonic() + budget)
 
-    def _parse_timed_out(self, connection: Connection, message: str) -> None:
-        self._warn_bad_input("parse timeout", "Client %s: parsing %s took longer than %g s (parse_timeout)",
-                             connection.peer, cut(message, self.quote_chars), self.parse_timeout)
-        connection.send_reply(f"{ERROR_PREFIX}the message was not parsed within {self.parse_timeout:g} s "
-                              f"(parse_timeout); send shorter messages, or fewer at once")
+    def _parse_timed_out(self, connection: Connection, budget: float) -> None:
+        self._warn_bad_input("parse timeout", "Client %s: a message was not parsed within %g s (parse_timeout)",
+                             connection.peer, budget)
+        connection.send_reply(Reply.error(PARSE_TIMEOUT.format(limit=budget)))
 
-    def _parsed_late(self, connection: Connection, message: str, timer: asyncio.TimerHandle, parsed: Any) -> None:
+    def _prepared_late(self, connection: Connection, timer: asyncio.TimerHandle, budget: float,
+                       prepared: Any) -> None:
         timer.cancel()
-        if parsed is EXPIRED or connection.replied:
-            return  # _parse_timed_out answered
-        self._parsed(connection, message, parsed)
-
-    def _split(self, message: str) -> list[str]:
-        if self.regex is SPLIT_PATTERN:
-            return split_message(message, self.delimiter_left, self.delimiter_right)
-        # A subclass's own splitter (0.5.x allowed replacing regex): used as it is.
-        delimiters = f" {self.delimiter_left}{self.delimiter_right}"
-        return [word.strip(delimiters) for word in self.regex.split(message)]
-
-    def _parse(self, message: str) -> Any:
-        """The namespace of ``message``, or the error reply (a str); runs on either thread, never raises."""
-        words = self._split(message)
-        if len(words) > self.max_words:
-            self._warn_bad_input("too many words", "Invalid message %s: %d words, the maximum is %d (max_words)",
-                                 cut(message, self.quote_chars), len(words), self.max_words)
-            return (f"{ERROR_PREFIX}message has {len(words)} words, the maximum is {self.max_words} "
-                    f"(max_words); put a value with spaces in braces: {{a long value}}")
-        try:
-            namespace = self.parser.parse_args(args=words)
-        except MessageError as exc:
-            self._warn_bad_input("invalid", "Invalid message %s: %s", cut(message, self.quote_chars),
-                                 cut(exc, self.quote_chars))
-            return f"{ERROR_PREFIX}{_shorten(str(exc), self.quote_chars)}\n{self.parser.full_help()}"
-        except Exception as exc:  # a type= converter of the application that raised
-            self.logger.exception("Parsing %s failed", cut(message, self.quote_chars))
-            return f"Unknown exception! Check daemon log!\n{type(exc).__name__}: {_shorten(str(exc), self.quote_chars)}"
-        if not callable(getattr(namespace, "func", None)):
-            return f"{ERROR_PREFIX}no command given\n{self.parser.full_help()}"
-        return namespace
-
-    def _parsed(self, connection: Connection, message: str, parsed: Any) -> None:
-        if isinstance(parsed, str):
-            connection.send_reply(parsed)
+        if connection.replied:
+            return  # _parse_timed_out answered, or the client is gone
+        if prepared is EXPIRED:  # skipped by the lane just before the timer fired
+            self._parse_timed_out(connection, budget)
             return
-        namespace = parsed
-        which = getattr(namespace, "which", None)
-        if which in self.admin_commands and not self.admin_allowed:
-            self._warn_bad_input("admin", "Refused the admin command %r from %s: no token configured",
-                                 which, connection.peer)
-            connection.send_reply(f"{ERROR_PREFIX}{admin_refusal(repr(which))}")
+        self._prepared(connection, prepared)
+
+    def _prepared(self, connection: Connection, prepared: Union[Request, Reply]) -> None:
+        if isinstance(prepared, Reply):
+            connection.send_reply(prepared)
             return
-        if getattr(namespace.func, "__func__", None) in _INLINE_HANDLERS:
+        if getattr(prepared.namespace.func, "__func__", None) in _INLINE_HANDLERS:
             # Built-in status/help only read counters: answered even while a long command runs,
             # so a healthcheck does not fail because an instrument is busy.
-            self._reply_done(connection, namespace, self._run_handler(message, namespace))
+            self._reply_done(connection, prepared, self._dispatcher.run(prepared))
             return
-        self._runner.submit(partial(self._run_handler, message, namespace),
-                            partial(self._reply_done, connection, namespace))
+        self._runner.submit(partial(self._dispatcher.run, prepared), partial(self._reply_done, connection, prepared))
 
-    def _reply_done(self, connection: Connection, namespace: argparse.Namespace, reply: str) -> None:
+    def _reply_done(self, connection: Connection, request: Request, reply: Reply) -> None:
         connection.send_reply(reply)
         # As 0.5.x: 'quit' stops the daemon whatever a subclass's quit() does.
-        if getattr(namespace, "which", None) == "quit":
+        if request.command == "quit":
             self._request_stop()
 
-    # ------------------------------------------------------------------ requests (handler thread)
-    def _run_handler(self, message: str, namespace: argparse.Namespace) -> str:
-        self.message, self.namespace, self.reply = message, namespace, ""
-        try:
-            namespace.func()
-        except MessageError as exc:
-            self.logger.warning("Command %s refused: %s", cut(message, self.quote_chars), exc)
-            return f"{ERROR_PREFIX}{exc}"
-        except BaseException as exc:  # noqa: BLE001 - a failing command must not kill the daemon
-            self.logger.exception("Command %s failed: %s: %s", cut(message, self.quote_chars), type(exc).__name__, exc)
-            return f"Unknown exception! Check daemon log!\n{type(exc).__name__}: {exc}"
-        reply = self.reply
-        return "" if reply is None else str(reply)
 
-
-def _shorten(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, naming its full size (for error replies)."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text.encode('utf-8', errors='replace'))} bytes, cut to {limit} characters)"
+_TRIM_AFTER = 256 * 1024  # bytes: after a message this large is gone, the heap is trimmed
 
 
 _INLINE_HANDLERS = {Server.status, Server.help}
