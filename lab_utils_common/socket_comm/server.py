@@ -1,11 +1,11 @@
 """Daemon-like TCP server: lab-utils 0.5.x's ``Server``, serving many clients at once.
 
-The engine (asyncio, one :class:`~.connection.Connection` per client) reads
-messages, parses them and writes replies for every client concurrently; the
-command handlers that a lab writes run on a worker thread, one at a time
-unless the subclass raises :attr:`Server.handler_threads`. Instrument code is
-rarely thread-safe, so the default keeps 0.5.x's one-command-at-a-time
-behaviour while slow or silent clients no longer hold up anyone.
+``Server`` is the class a lab subclasses (``create_parser``, ``sp``, ``namespace``,
+``reply``, ``quit``) and holds the settings and the per-connection budgets. The
+work is split: :mod:`.connection` frames bytes, :mod:`.dispatcher` turns them into
+a request and runs its handler, :mod:`.controller` binds, runs the event loop
+thread, handles signals and stops. Handlers run one at a time on the thread that
+called :meth:`Server.start_daemon` unless the subclass raises ``handler_threads``.
 """
 
 from __future__ import annotations
@@ -26,16 +26,16 @@ from lab_utils_common.config import Option, load_section, parse_bool, port_numbe
 
 from ._log import get_logger
 from .admin import admin_refusal
-from .command_runner import PoolRunner, SerialRunner
+from .auth_token import read_token_file
 from .connection import Connection
+from .controller import Controller
+from .dispatcher import PARSE_TIMEOUT, Dispatcher, Reply, Request
 from .lock import acquire_pid_lock
 from .log_limits import RateLimit
-from .memory import return_large_blocks_to_os, trim
+from .memory import trim
 from .message import SPLIT_PATTERN, buffer_size, take_token
-from .dispatcher import PARSE_TIMEOUT, Dispatcher, Reply, Request
-from .parse_lane import EXPIRED, ParseLane
+from .parse_lane import EXPIRED
 from .parser import ArgumentParser, MessageError
-from .auth_token import read_token_file
 
 __all__ = ["Server"]
 
@@ -148,20 +148,13 @@ class Server:
         self.ready = threading.Event()      #: Set once the socket listens (tests wait on it).
         self.stopped = threading.Event()    #: Set once start_daemon has cleaned up.
         self._token: Optional[str] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._stop_requested: Optional[asyncio.Event] = None
-        self._run_quit_on_stop = False
-        self._connections: set[Connection] = set()
+        self._controller = Controller(self)
         self._unadmitted: dict[Connection, None] = {}  # insertion order: the oldest is dropped first
         self.admitted_connections = 0
         self.bytes_in_flight = 0            #: Message and reply bytes held for open connections.
         self._large_seen = False            # a large message came: trim the heap once it is gone
-        self._all_closed: Optional[asyncio.Event] = None
-        self._runner: Any = None
-        self._lane: Optional[ParseLane] = None
         self._dispatcher = Dispatcher(self)
         self._bad_input_log: Optional[RateLimit] = None
-        self._bound_address: Optional[tuple[str, int]] = None
         self.started_at: Optional[float] = None
         self.requests_served = 0
         self.error_replies = 0
@@ -326,38 +319,20 @@ class Server:
             "uptime_s": f"{uptime:.1f}",
             "requests": self.requests_served,
             "error_replies": self.error_replies,
-            "connections": len(self._connections),
+            "connections": len(self._controller.connections),
         }
 
     def help(self) -> None:
         """Command ``help``: the full help text."""
         self.reply = self.parser.full_help()
 
-    # ------------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------------ lifecycle (controller.py)
     @property
     def server_address(self) -> tuple[str, int]:
         """The bound ``(host, port)``, valid once :attr:`ready` is set (port 0 is resolved)."""
-        if self._bound_address is None:
+        if self._controller.address is None:
             raise RuntimeError("the server is not listening yet; wait for server.ready")
-        return self._bound_address
-
-    def _bind(self) -> None:
-        self.logger.info("Binding to address %s:%s", self.host, self.port)
-        infos = socket.getaddrinfo(self.host or None, self.port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)
-        # 0.5.x bound IPv4 only; prefer IPv4 so 'localhost' still means 127.0.0.1 for old clients.
-        family, kind, proto, _, address = sorted(infos, key=lambda info: info[0] != socket.AF_INET)[0]
-        sock = socket.socket(family, kind, proto)
-        try:
-            # Restarting right after a stop must not fail on connections in TIME_WAIT.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(address)
-        except OSError as exc:
-            sock.close()
-            raise OSError(exc.errno, f"cannot bind {self.host}:{self.port}: {exc.strerror}") from exc
-        self.sock = sock
-        self._bound_address = sock.getsockname()[:2]
-        self.address = self._bound_address[1]
+        return self._controller.address
 
     def start_daemon(self) -> None:
         """Listen and serve until ``quit``, SIGTERM/SIGINT or :meth:`shutdown`; then :meth:`close`.
@@ -367,119 +342,7 @@ class Server:
         Raises :class:`OSError` when the address cannot be bound. Signal
         handlers are installed only when called from the main thread.
         """
-        return_large_blocks_to_os()  # a burst of large messages must not keep the daemon's RSS up
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        if self.handler_threads > 1:
-            self._runner = PoolRunner(loop, self.handler_threads, f"{type(self).__name__}-handler")
-        else:
-            self._runner = SerialRunner(loop)
-        self._lane = ParseLane(loop, f"{type(self).__name__}-parse")
-        failure: list[BaseException] = []
-        previous = self._install_signal_handlers()
-        io_thread = None
-        try:
-            self._bind()
-            io_thread = threading.Thread(target=self._run_io_loop, args=(loop, failure),
-                                         name=f"{type(self).__name__}-io", daemon=True)
-            io_thread.start()
-            self._runner.run_forever()
-            io_thread.join()
-            if failure:
-                raise failure[0]
-        except OSError as exc:
-            self.logger.error("%s: %s", type(exc).__name__, exc)
-            raise
-        finally:
-            if io_thread is not None and io_thread.is_alive():
-                # The handler thread left early (an exception): stop the network side too.
-                loop.call_soon_threadsafe(self._request_stop)
-                io_thread.join(self.shutdown_timeout + 1)
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-            if io_thread is None or not io_thread.is_alive():
-                loop.close()
-            self.close()
-            self.stopped.set()
-
-    def _run_io_loop(self, loop: asyncio.AbstractEventLoop, failure: list) -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._serve())
-        except BaseException as exc:  # handed to start_daemon's thread, which re-raises it
-            failure.append(exc)
-        finally:
-            self._runner.stop()
-            if self._lane is not None:
-                self._lane.stop()
-
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous = {}
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, self.signal_handler)
-        return previous
-
-    async def _serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._stop_requested = asyncio.Event()
-        self._all_closed = asyncio.Event()
-        self._all_closed.set()
-        listener = await loop.create_server(lambda: Connection(self), sock=self.sock,
-                                            backlog=self.max_backlog)
-        self.started_at = time.monotonic()
-        self.logger.info("Server is now listening on %s:%s, send a 'quit' message to stop it",
-                         *self.server_address)
-        watcher = loop.call_later(self.socket_timeout, self._watch_quit_flag)
-        self.ready.set()
-        if self.quit_flag:
-            self._request_stop()
-        try:
-            await self._stop_requested.wait()
-        finally:
-            watcher.cancel()
-            listener.close()
-            await self._finish_open_requests()
-            if self._run_quit_on_stop:
-                quit_done = loop.create_future()
-                self._runner.submit(self._run_quit_cleanup, quit_done.set_result)
-                await quit_done
-
-    async def _finish_open_requests(self) -> None:
-        try:
-            await asyncio.wait_for(self._all_closed.wait(), self.shutdown_timeout)
-        except asyncio.TimeoutError:
-            self.logger.warning("Stopping: %d connection(s) still open after %g s, dropping them",
-                                len(self._connections), self.shutdown_timeout)
-            # A client whose command is still running must not take the close for an empty
-            # (successful) reply: it gets an error saying what happened.
-            for connection in list(self._connections):
-                connection.send_reply(Reply.error(
-                    f"the daemon is stopping and did not finish this request within {self.shutdown_timeout:g} s "
-                    f"(shutdown_timeout); a command that was running may still complete"))
-            try:
-                await asyncio.wait_for(self._all_closed.wait(), 1.0)
-            except asyncio.TimeoutError:
-                pass
-            for connection in list(self._connections):
-                if connection._transport is not None:
-                    connection._transport.abort()
-            await asyncio.sleep(0)  # let connection_lost run
-
-    def _watch_quit_flag(self) -> None:
-        # 0.5.x code stops the daemon by setting quit_flag (from a handler or another thread).
-        if self.quit_flag:
-            self._request_stop()
-        else:
-            self._loop.call_later(self.socket_timeout, self._watch_quit_flag)
-
-    def _request_stop(self, run_quit: bool = False) -> None:
-        self.quit_flag = True
-        self._run_quit_on_stop = self._run_quit_on_stop or run_quit
-        if self._stop_requested is not None and not self._stop_requested.is_set():
-            self.logger.info("Stopping: no new connections, finishing open requests")
-            self._stop_requested.set()
+        self._controller.run()
 
     def _run_quit_cleanup(self) -> None:
         self.message, self.body, self.namespace, self.reply = "quit", "", None, ""
@@ -493,21 +356,14 @@ class Server:
         name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else signum
         self.logger.info("Received %s, terminating gracefully...", name)
         self.quit_flag = True
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._request_stop, True)
+        self._controller.stop_from_any_thread(run_quit=True)
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop the daemon from another thread as SIGTERM would; with ``wait``, block until stopped."""
         self.quit_flag = True
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(self._request_stop, True)
-            except RuntimeError:  # the loop closed in between
-                pass
-            if wait:
-                self.stopped.wait()
+        self._controller.stop_from_any_thread(run_quit=True)
+        if wait and self._controller.loop is not None:
+            self.stopped.wait()
 
     def close(self) -> None:
         """Release the TCP socket and the PID lock file (safe to call twice)."""
@@ -527,8 +383,7 @@ class Server:
 
     # ------------------------------------------------------------------ requests (event loop thread)
     def _connection_opened(self, connection: Connection) -> None:
-        self._connections.add(connection)
-        self._all_closed.clear()
+        self._controller.track(connection)
         self._unadmitted[connection] = None
         if len(self._unadmitted) > self.max_unauthenticated_connections:
             oldest = next(iter(self._unadmitted))
@@ -545,13 +400,11 @@ class Server:
             connection.over_budget = True
 
     def _connection_closed(self, connection: Connection) -> None:
-        self._connections.discard(connection)
         self._unadmitted.pop(connection, None)
         if connection.admitted:
             connection.admitted = False
             self.admitted_connections -= 1
-        if not self._connections:
-            self._all_closed.set()
+        self._controller.untrack(connection)
 
     def _reserve(self, size: int) -> bool:
         """Count ``size`` more bytes in flight; False (nothing counted) beyond max_bytes_in_flight."""
@@ -601,8 +454,8 @@ class Server:
         # Long: decoded, split and parsed on the parse lane, answered by the deadline whatever happens
         # there. Decoding is linear: a long body gets 1 s more per 20 MB.
         budget = self.parse_timeout + len(data) / 20e6
-        timer = self._loop.call_later(budget, self._parse_timed_out, connection, budget)
-        self._lane.submit(partial(self._dispatcher.prepare, data, connection.authenticated),
+        timer = self._controller.loop.call_later(budget, self._parse_timed_out, connection, budget)
+        self._controller.lane.submit(partial(self._dispatcher.prepare, data, connection.authenticated),
                           partial(self._prepared_late, connection, timer, budget), time.monotonic() + budget)
 
     def _parse_timed_out(self, connection: Connection, budget: float) -> None:
@@ -629,13 +482,14 @@ class Server:
             # so a healthcheck does not fail because an instrument is busy.
             self._reply_done(connection, prepared, self._dispatcher.run(prepared))
             return
-        self._runner.submit(partial(self._dispatcher.run, prepared), partial(self._reply_done, connection, prepared))
+        self._controller.runner.submit(partial(self._dispatcher.run, prepared),
+                                       partial(self._reply_done, connection, prepared))
 
     def _reply_done(self, connection: Connection, request: Request, reply: Reply) -> None:
         connection.send_reply(reply)
         # As 0.5.x: 'quit' stops the daemon whatever a subclass's quit() does.
         if request.command == "quit":
-            self._request_stop()
+            self._controller.request_stop()
 
 
 _TRIM_AFTER = 256 * 1024  # bytes: after a message this large is gone, the heap is trimmed

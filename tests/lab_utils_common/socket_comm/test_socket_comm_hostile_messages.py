@@ -47,8 +47,12 @@ def _send_all_at_once(daemon, messages):
     return threads, replies, errors
 
 
-def test_every_1_mib_shape_is_answered_and_status_answers_meanwhile(daemon_process):
-    daemon = daemon_process()
+def test_every_1_mib_shape_is_answered_and_status_answers_meanwhile(daemon_process, tmp_path):
+    # A generous parse_timeout: on a busy machine the six messages queued on the parse lane
+    # may take longer than the default 2 s together, and would then get the parse_timeout error.
+    ini = tmp_path / "server.ini"
+    ini.write_text("[Overall]\nparse_timeout = 120\n")
+    daemon = daemon_process("--config", str(ini))
     threads, replies, errors = _send_all_at_once(daemon, SHAPES)
     status = daemon.send("status")  # the network thread is free while the long messages are parsed
     for thread in threads:
