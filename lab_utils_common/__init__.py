@@ -11,3 +11,12 @@ application ports by changing ``from lab_utils import X`` into
 """
 
 __version__ = "0.6.0"
+
+__all__ = ["LabUtilsError", "__version__"]
+
+
+class LabUtilsError(Exception):
+    """Base of the exceptions this library adds (the 0.5.x ones, like ``MessageError``, keep their bases).
+
+    ``except LabUtilsError`` catches e.g. ``PidLockError`` and ``TokenFileError``.
+    """

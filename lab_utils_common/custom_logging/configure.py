@@ -33,6 +33,7 @@ from lab_utils_common.custom_logging.formatters import (
     ColoredFormatter,
     JsonLinesFormatter,
     colour_allowed,
+    legacy_module,
 )
 from lab_utils_common.custom_logging.levels import SUCCESS, getLogger, set_app_name
 from lab_utils_common.custom_logging.slack_handler import SlackWebhookHandler
@@ -86,6 +87,7 @@ class _QueueHandler(logging.handlers.QueueHandler):
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         prepared = copy.copy(record)
+        prepared.module = legacy_module(record)  # 0.5.4's module names in every handler's output
         prepared.message = record.getMessage()
         prepared.msg = prepared.message
         prepared.args = None
@@ -100,8 +102,10 @@ def _console_handler(values: Mapping[str, Any], environ: Mapping[str, str]) -> l
     handler = logging.StreamHandler(stream)
     if values["format"] == "json":
         handler.setFormatter(JsonLinesFormatter())
-    elif values["use_coloured_output"] and colour_allowed(stream, environ):
-        handler.setFormatter(ColoredFormatter(COLOURED_CONSOLE_FORMAT, DATEFMT, stream=stream))
+    elif values["use_coloured_output"]:
+        # 0.5.4's columns whether or not the stream takes colour (ColoredFormatter leaves it out)
+        handler.setFormatter(ColoredFormatter(COLOURED_CONSOLE_FORMAT, DATEFMT, stream=stream,
+                                              colour=colour_allowed(stream, environ)))
     else:
         handler.setFormatter(logging.Formatter(CONSOLE_FORMAT, DATEFMT))
     return handler

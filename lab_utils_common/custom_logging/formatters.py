@@ -18,12 +18,34 @@ __all__ = [
     "JsonLinesFormatter",
     "AlarmFormatter",
     "colour_allowed",
+    "LEGACY_MODULES",
+    "legacy_module",
 ]
 
 #: 0.5.4's console formats and date format.
 COLOURED_CONSOLE_FORMAT = "%(asctime)s  %(name)-20s %(module)-30s %(funcName)-25s %(message)s"
 CONSOLE_FORMAT = "%(levelname)-9s %(asctime)s  %(name)-20s %(module)-20s %(funcName)-20s %(message)s"
 DATEFMT = "%Y-%m-%d %H:%M:%S"
+
+#: The packages that were one module each in 0.5.4: their records show that module's name.
+LEGACY_MODULES = ("socket_comm", "database", "custom_logging")
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def legacy_module(record: logging.LogRecord) -> str:
+    """The module name 0.5.4 printed for ``record``: ``socket_comm`` for any file of that package.
+
+    0.5.4's ``socket_comm``, ``database`` and ``custom_logging`` were single files; here they
+    are packages, so a record's own ``module`` would be ``server`` or ``connection``. Operators'
+    greps and alarm rules match the 0.5.4 names. Records from elsewhere keep their module.
+    """
+    path = record.pathname or ""
+    if path.startswith(_PACKAGE_DIR):
+        package = path[len(_PACKAGE_DIR):].split(os.sep, 1)[0]
+        if package in LEGACY_MODULES:
+            return package
+    return record.module
 
 
 def colour_allowed(stream: IO[Any], environ: Optional[Mapping[str, str]] = None) -> bool:
@@ -42,7 +64,7 @@ class ColoredFormatter(logging.Formatter):
     """Console formatter that prepends the level name in colour, padded to 9 columns (0.5.4).
 
     The level name stays plain while ``NO_COLOR`` is set, and when ``stream``
-    (the handler's stream, if given) is not a terminal.
+    (the handler's stream, if given) is not a terminal; the columns stay 0.5.4's.
 
     Example::
 
@@ -62,15 +84,18 @@ class ColoredFormatter(logging.Formatter):
     suffix = "\033[0m"  #: Resets the terminal colour.
 
     def __init__(self, fmt: Optional[str] = None, datefmt: Optional[str] = None, style: str = "%",
-                 validate: bool = True, *, stream: Optional[IO[Any]] = None, **kwargs: Any) -> None:
+                 validate: bool = True, *, stream: Optional[IO[Any]] = None,
+                 colour: Optional[bool] = None, **kwargs: Any) -> None:
         super().__init__(fmt, datefmt, style, validate, **kwargs)
         self.stream = stream
+        self.colour = colour  # None: decided per record from NO_COLOR and the stream
 
     def format(self, record: logging.LogRecord) -> str:
-        """The parent's text, after the coloured level name padded to 9 columns."""
+        """The parent's text, after the (coloured) level name padded to 9 columns."""
         message = super().format(record)
         padding = "".ljust(9 - len(record.levelname))
-        if os.environ.get("NO_COLOR") or (self.stream is not None and not colour_allowed(self.stream)):
+        if self.colour is False or (self.colour is None and (
+                os.environ.get("NO_COLOR") or (self.stream is not None and not colour_allowed(self.stream)))):
             return record.levelname + padding + message
         colour = self.colour_map.get(record.levelname, "white")
         code = self.colours.get(colour, self.colours["white"])

@@ -9,10 +9,12 @@ from __future__ import annotations
 import hmac
 import os
 
+from lab_utils_common import LabUtilsError
+
 __all__ = ["TokenFileError", "read_token_file", "tokens_match"]
 
 
-class TokenFileError(OSError):
+class TokenFileError(LabUtilsError, OSError):
     """The token file cannot be read or is empty; the message names the file."""
 
 

@@ -15,7 +15,9 @@ from .auth_token import read_token_file
 
 __all__ = ["Client"]
 
-_logger = get_logger(__name__)
+# As 0.5.4: records go to the application logger (custom_logging.getLogger()), looked up at
+# each call because configure_logging may name the application after this module is imported.
+_QUOTE_CHARS = 4096  # a message or reply longer than this is logged cut, with its size named
 
 
 class Client:
@@ -66,13 +68,29 @@ class Client:
 
     def config(self, config_file: str) -> None:
         """Load ``[Overall]`` host, port, token_file and timeout from ``config_file``."""
-        _logger.debug("Loading configuration file %s", os.path.abspath(os.path.expanduser(config_file)))
-        self._load_settings(config_file)
+        logger = get_logger()
+        logger.info("Loading configuration file %s", os.path.abspath(os.path.expanduser(config_file)))
+        try:
+            self._load_settings(config_file)
+        except Exception as exc:
+            logger.error("%s: %s", type(exc).__name__, exc)
+            raise
+        logger.info("Configuration file loaded")
 
     def send_message(self, message: str) -> str:
         """Connect, send ``message``, return the reply; :class:`OSError` naming the address on failure."""
         where = f"{self.host}:{self.port}"
-        _logger.debug("Sending message to %s: %s", where, message)
+        logger = get_logger()
+        logger.info("Sending message to the server: %s", _quoted(message))
+        try:
+            reply = self._exchange(where, message)
+        except OSError as exc:
+            logger.error("%s: %s", type(exc).__name__, exc)  # as 0.5.4: the failure is in the log
+            raise
+        logger.info("Reply received: %s", _quoted(reply))
+        return reply
+
+    def _exchange(self, where: str, message: str) -> str:
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         except OSError as exc:
@@ -98,6 +116,10 @@ class Client:
                     hint = (f" (the message is {len(payload)} bytes; a lab-utils 0.5.x daemon reads at "
                             f"most {buffer_size} and drops the connection)")
                 raise type(exc)(exc.errno, f"talking to {where} failed: {exc.strerror or exc}{hint}") from exc
-        reply = b"".join(chunks).decode("utf-8", errors="replace")
-        _logger.debug("Reply received: %s", reply)
-        return reply
+        return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def _quoted(text: str) -> str:
+    if len(text) <= _QUOTE_CHARS:
+        return text
+    return f"{text[:_QUOTE_CHARS]}... ({len(text.encode('utf-8', errors='replace'))} bytes, cut)"

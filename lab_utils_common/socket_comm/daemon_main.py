@@ -88,6 +88,8 @@ class DaemonCommand:
         parser.add_argument("--port", type=int, help=f"TCP port (default {self.server_class.port})")
         parser.add_argument("--pid-file", metavar="FILE",
                             help=f"PID lock file (default {self.server_class.pid_file_name})")
+        parser.add_argument("--allow-unauthenticated-admin", action="store_true", default=None,
+                            help="allow admin commands (quit, ...) without a token: only on a trusted network")
         for option in self._section_options():
             file_like = option.name.endswith(("_file", "_config"))
             parser.add_argument(f"--{option.name.replace('_', '-')}", dest=option.name,
@@ -126,6 +128,12 @@ class DaemonCommand:
             return self._fail(EXIT_CONFIG, exc)
         except PidLockError as exc:
             return self._fail(EXIT_START_FAILED, exc)
+        if args.allow_unauthenticated_admin:
+            # Set on the instance, not passed to the constructor: a subclass's own __init__
+            # signature need not know it.
+            server.allow_unauthenticated_admin = True
+            logger.warning("Admin commands (%s) are allowed without a token (--allow-unauthenticated-admin)",
+                           ", ".join(sorted(server.admin_commands)))
         if self.prepare is not None:
             on_main_thread = threading.current_thread() is threading.main_thread()
             previous = signal.signal(signal.SIGTERM, _stop_preparing) if on_main_thread else None

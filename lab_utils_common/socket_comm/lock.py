@@ -11,10 +11,12 @@ from typing import Optional
 
 from zc.lockfile import LockError, LockFile
 
+from lab_utils_common import LabUtilsError
+
 __all__ = ["PidLockError", "acquire_pid_lock", "read_lock_holder"]
 
 
-class PidLockError(LockError):
+class PidLockError(LabUtilsError, LockError):
     """Another process holds the PID lock file; a :class:`zc.lockfile.LockError` as in 0.5.x."""
 
     def __init__(self, path: str, holder_pid: Optional[int], holder_host: Optional[str]) -> None:

@@ -13,12 +13,14 @@ runs nothing, and the token does not appear in that reply.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Optional
 
 __all__ = [
     "buffer_size",
     "SPLIT_PATTERN",
     "split_message",
+    "split_raw",
     "AUTH_PREFIX",
     "add_token",
     "take_token",
@@ -26,6 +28,7 @@ __all__ = [
     "REPLY_ERROR_PREFIXES",
     "is_error_reply",
     "decode_message",
+    "Message",
 ]
 
 #: What a 0.5.x peer reads in one ``recv``: the longest message a 0.5.x server
@@ -48,9 +51,47 @@ REPLY_ERROR_PREFIXES = (ERROR_PREFIX, "Unknown exception!", "Daemon error")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-def split_message(message: str) -> list[str]:
-    """Split on spaces outside braces and strip spaces and braces from each word, as 0.5.x does."""
-    return [word.strip(" {}") for word in SPLIT_PATTERN.split(message)]
+def split_message(message: str, left: str = "{", right: str = "}") -> list[str]:
+    """Split on spaces outside braces and strip spaces and braces from each word, as 0.5.x does.
+
+    Same words as ``SPLIT_PATTERN.split`` (``" (?![^{}]*})"``), in linear time: that
+    regex scans ahead to the next brace from every space, quadratic in the length.
+    """
+    strip = " " + left + right
+    return [word.strip(strip) for word in split_raw(message, left, right)]
+
+
+def split_raw(message: str, left: str = "{", right: str = "}") -> list[str]:
+    """The words of ``SPLIT_PATTERN.split(message)`` (delimiters kept), in linear time."""
+    if left not in message and right not in message:
+        return message.split(" ")
+    # A space is kept inside a word exactly when the next brace after it closes: split the
+    # text at the braces, and each piece between two braces is split on spaces or not as a whole.
+    parts = re.split(f"([{re.escape(left)}{re.escape(right)}])", message)
+    words: list[str] = []
+    current: list[str] = []
+    for index in range(0, len(parts) - 1, 2):
+        text, brace = parts[index], parts[index + 1]
+        if brace == right or " " not in text:
+            current.append(text)
+        else:
+            first, *middle, last = text.split(" ")
+            current.append(first)
+            words.append("".join(current))
+            words.extend(middle)
+            current = [last]
+        current.append(brace)
+    last_text = parts[-1]
+    if " " in last_text:
+        first, *middle, last = last_text.split(" ")
+        current.append(first)
+        words.append("".join(current))
+        words.extend(middle)
+        current = [last]
+    else:
+        current.append(last_text)
+    words.append("".join(current))
+    return words
 
 
 def add_token(message: str, token: Optional[str]) -> str:
@@ -85,3 +126,31 @@ def decode_message(data: bytes) -> str:
         raise ValueError(f"message contains the control character {control.group()!r} at position "
                          f"{control.start()}; messages are text")
     return text
+
+
+@dataclass(frozen=True)
+class Message:
+    """A received message: ``head`` (the command line, split into words), ``body`` and ``token``.
+
+    The body is everything after the first line, for a server with ``accepts_body``
+    (db-admin's ``insert_many`` rows), handed to the command untouched; otherwise it is
+    empty and the whole text is the head, as 0.5.x read it.
+
+    Example::
+
+        Message.from_text("#auth s3cret\ninsert_many beam\ntime,current\n...", with_body=True)
+        # Message(head='insert_many beam', body='time,current\n...', token='s3cret')
+    """
+
+    head: str
+    body: str = ""
+    token: Optional[str] = None
+
+    @classmethod
+    def from_text(cls, text: str, with_body: bool = False) -> "Message":
+        """Split off the ``#auth`` line, then (``with_body``) the head line from the body."""
+        token, text = take_token(text)
+        if with_body:
+            head, _, body = text.partition("\n")
+            return cls(head.rstrip(), body, token)
+        return cls(text.rstrip(), "", token)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn, Optional
 
-__all__ = ["ArgumentParser", "MessageError"]
+__all__ = ["ArgumentParser", "MessageError", "ReplacingSubParsersAction"]
 
 
 class MessageError(BaseException):
@@ -23,6 +23,32 @@ class MessageError(BaseException):
 
         raise MessageError(f"no value named {name!r}")
     """
+
+
+class ReplacingSubParsersAction(argparse._SubParsersAction):  # noqa: SLF001 - argparse's own extension point
+    """Sub-parsers where adding an existing command name replaces it, silently, in its place.
+
+    Python 3.11 made a second ``add_parser("status")`` an ``ArgumentError``; before, the
+    later one won. lab-utils 0.5.x apps add their own ``status``/``help``/``quit`` on top
+    of the built-ins, so the later registration wins again (keeping the command's position
+    in the help).
+    """
+
+    def add_parser(self, name: str, **kwargs):  # type: ignore[override]
+        """As :meth:`argparse._SubParsersAction.add_parser`; an existing ``name`` or alias is replaced."""
+        aliases = tuple(kwargs.get("aliases", ()))
+        order = list(self._name_parser_map)
+        for key in (name, *aliases):
+            if self._name_parser_map.pop(key, None) is not None:
+                self._choices_actions[:] = [action for action in self._choices_actions
+                                            if action.dest != key]
+        parser = super().add_parser(name, **kwargs)
+        if name in order:  # keep the replaced command's place in the help and the usage
+            position = {key: index for index, key in enumerate(order)}
+            items = sorted(self._name_parser_map.items(), key=lambda item: position.get(item[0], len(order)))
+            self._name_parser_map.clear()
+            self._name_parser_map.update(items)
+        return parser
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -48,6 +74,7 @@ class ArgumentParser(argparse.ArgumentParser):
                          prefix_chars=prefix_chars, fromfile_prefix_chars=fromfile_prefix_chars,
                          argument_default=argument_default, conflict_handler=conflict_handler,
                          add_help=add_help, allow_abbrev=allow_abbrev)
+        self.register("action", "parsers", ReplacingSubParsersAction)
 
     def error(self, message: str) -> NoReturn:
         """Raise :class:`MessageError` instead of printing usage and exiting."""

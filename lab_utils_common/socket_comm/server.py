@@ -1,11 +1,11 @@
 """Daemon-like TCP server: lab-utils 0.5.x's ``Server``, serving many clients at once.
 
-The engine (asyncio, one :class:`~.connection.Connection` per client) reads
-messages, parses them and writes replies for every client concurrently; the
-command handlers that a lab writes run on a worker thread, one at a time
-unless the subclass raises :attr:`Server.handler_threads`. Instrument code is
-rarely thread-safe, so the default keeps 0.5.x's one-command-at-a-time
-behaviour while slow or silent clients no longer hold up anyone.
+``Server`` is the class a lab subclasses (``create_parser``, ``sp``, ``namespace``,
+``reply``, ``quit``) and holds the settings and the per-connection budgets. The
+work is split: :mod:`.connection` frames bytes, :mod:`.dispatcher` turns them into
+a request and runs its handler, :mod:`.controller` binds, runs the event loop
+thread, handles signals and stops. Handlers run one at a time on the thread that
+called :meth:`Server.start_daemon` unless the subclass raises ``handler_threads``.
 """
 
 from __future__ import annotations
@@ -18,19 +18,24 @@ import socket
 import threading
 import time
 from functools import partial
-from typing import Any, Callable, Optional, Pattern
+from typing import Any, Callable, Optional, Pattern, Union
 
 from zc.lockfile import LockFile
 
-from lab_utils_common.config import Option, load_section, port_number, positive_float, positive_int
+from lab_utils_common.config import Option, load_section, parse_bool, port_number, positive_float, positive_int
 
 from ._log import get_logger
-from .command_runner import PoolRunner, SerialRunner
+from .admin import admin_refusal
+from .auth_token import read_token_file
 from .connection import Connection
+from .controller import Controller
+from .dispatcher import PARSE_TIMEOUT, Dispatcher, Reply, Request
 from .lock import acquire_pid_lock
-from .message import ERROR_PREFIX, SPLIT_PATTERN, decode_message, is_error_reply, take_token
+from .log_limits import RateLimit
+from .memory import trim
+from .message import SPLIT_PATTERN, buffer_size, take_token
+from .parse_lane import EXPIRED
 from .parser import ArgumentParser, MessageError
-from .auth_token import read_token_file, tokens_match
 
 __all__ = ["Server"]
 
@@ -39,6 +44,7 @@ class _RequestState(threading.local):
     """The per-request attributes 0.5.x handlers use, one set per handler thread."""
 
     message: str = ""
+    body: str = ""
     namespace: Optional[argparse.Namespace] = None
     reply: str = ""
 
@@ -95,8 +101,39 @@ class Server:
     message_gap: float = 0.015              #: Pause that ends a message from a 0.5.x client (s).
     send_timeout: float = 30.0              #: Seconds a reply may take to leave before the socket is dropped.
     shutdown_timeout: float = 5.0           #: Seconds to finish open requests when stopping.
-    max_connections: int = 512              #: Open connections beyond this get an immediate error reply.
+    #: Authenticated connections (see auth_timeout) beyond this get a busy error; 'status' is always answered.
+    max_connections: int = 512
+    #: Connections not yet authenticated (no #auth line, or no data without a token); the oldest
+    #: is dropped for a new one, so idle sockets never lock real clients out.
+    max_unauthenticated_connections: int = 64
+    #: Seconds a new connection has to authenticate (server with a token) or start its message.
+    auth_timeout: float = 5.0
+    #: True: the first line of a message is the command, the lines after it are :attr:`body`
+    #: (not split, not parsed). False (0.5.x): the whole message is the command line.
+    accepts_body: bool = False
+    #: Longest reply in bytes; a longer one is replaced by an error naming this limit.
+    max_reply_size: int = 16 * 1024 * 1024
+    #: Bytes of messages and replies held for all open connections together; a message or reply
+    #: beyond it gets an error naming this limit. Never below max_message_size (one always fits).
+    max_bytes_in_flight: int = 64 * 1024 * 1024
+    #: Most words in a message (2048: all a 4096-byte 0.5.x message can hold). argparse is
+    #: quadratic in option-like words: this bounds the time one message can take to parse.
+    max_words: int = 2048
+    #: Seconds a long message may wait and take to be split and parsed; then an error reply.
+    parse_timeout: float = 2.0
+    #: Messages up to this many bytes are parsed on the network thread (cheaper than a thread hop).
+    inline_parse_bytes: int = 256
+    #: Log lines about bad input per minute and kind; the rest are counted, not logged.
+    bad_input_log_per_minute: int = 10
+    #: Characters of a bad message quoted in a log line or an error reply (the size is named).
+    quote_chars: int = 200
     token_file: Optional[str] = None        #: File holding the shared token; None: no authentication.
+    #: Commands that stop the daemon, destroy data or silence alarms: refused unless the daemon has
+    #: a token or allow_unauthenticated_admin. A subclass adds its own:
+    #: ``admin_commands = Server.admin_commands | {"retention"}``.
+    admin_commands: frozenset[str] = frozenset({"quit"})
+    #: Allow admin_commands without a token (``--allow-unauthenticated-admin``): only on a trusted network.
+    allow_unauthenticated_admin: bool = False
     #: Command handlers running at once. 1 (default): one at a time, always on the same thread.
     #: Raise it only when every handler is thread-safe; message/namespace/reply stay per request.
     handler_threads: int = 1
@@ -105,19 +142,19 @@ class Server:
 
     def __init__(self, config_file: Optional[str] = None, pid_file_name: Optional[str] = None,
                  host: Optional[str] = None, port: Optional[int] = None, *,
-                 token_file: Optional[str] = None) -> None:
+                 token_file: Optional[str] = None, allow_unauthenticated_admin: Optional[bool] = None) -> None:
         """Read the settings, build the parser and lock the PID file (``PidLockError`` if held)."""
         self.logger = get_logger(self.logger_name)
         self.ready = threading.Event()      #: Set once the socket listens (tests wait on it).
         self.stopped = threading.Event()    #: Set once start_daemon has cleaned up.
         self._token: Optional[str] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._stop_requested: Optional[asyncio.Event] = None
-        self._run_quit_on_stop = False
-        self._connections: set[Connection] = set()
-        self._all_closed: Optional[asyncio.Event] = None
-        self._runner: Any = None
-        self._bound_address: Optional[tuple[str, int]] = None
+        self._controller = Controller(self)
+        self._unadmitted: dict[Connection, None] = {}  # insertion order: the oldest is dropped first
+        self.admitted_connections = 0
+        self.bytes_in_flight = 0            #: Message and reply bytes held for open connections.
+        self._large_seen = False            # a large message came: trim the heap once it is gone
+        self._dispatcher = Dispatcher(self)
+        self._bad_input_log: Optional[RateLimit] = None
         self.started_at: Optional[float] = None
         self.requests_served = 0
         self.error_replies = 0
@@ -125,7 +162,8 @@ class Server:
             # As in 0.5.x the constructor calls config(): a subclass reads its own options there.
             self.config(config_file)
         self._load_settings(config_file, {"host": host, "port": port, "pid_file": pid_file_name,
-                                          "token_file": token_file})
+                                          "token_file": token_file,
+                                          "allow_unauthenticated_admin": allow_unauthenticated_admin})
         self.create_parser()
         self.daemonize()
         self.quit_flag = False
@@ -146,6 +184,15 @@ class Server:
     @message.setter
     def message(self, value: str) -> None:
         self._request_state().message = value
+
+    @property
+    def body(self) -> str:
+        """The lines after the command line (a server with :attr:`accepts_body`), untouched; else ``""``."""
+        return self._request_state().body
+
+    @body.setter
+    def body(self, value: str) -> None:
+        self._request_state().body = value
 
     @property
     def namespace(self) -> Optional[argparse.Namespace]:
@@ -172,12 +219,20 @@ class Server:
             Option("port", port_number, self.port),
             Option("pid_file", str, self.pid_file_name),
             Option("token_file", str, self.token_file),
+            Option("allow_unauthenticated_admin", parse_bool, self.allow_unauthenticated_admin),
             Option("max_message_size", positive_int, self.max_message_size),
             Option("receive_timeout", positive_float, self.receive_timeout),
             Option("message_gap", positive_float, self.message_gap),
             Option("send_timeout", positive_float, self.send_timeout),
             Option("max_backlog", positive_int, self.max_backlog),
             Option("max_connections", positive_int, self.max_connections),
+            Option("max_unauthenticated_connections", positive_int, self.max_unauthenticated_connections),
+            Option("auth_timeout", positive_float, self.auth_timeout),
+            Option("max_reply_size", positive_int, self.max_reply_size),
+            Option("max_bytes_in_flight", positive_int, self.max_bytes_in_flight),
+            Option("max_words", positive_int, self.max_words),
+            Option("parse_timeout", positive_float, self.parse_timeout),
+            Option("bad_input_log_per_minute", positive_int, self.bad_input_log_per_minute),
         ]
 
     def _load_settings(self, config_file: Optional[str], overrides: Optional[dict] = None) -> None:
@@ -231,6 +286,17 @@ class Server:
         command.set_defaults(func=handler, which=name)
         return command
 
+    @property
+    def admin_allowed(self) -> bool:
+        """True when admin commands may run: the daemon has a token, or allow_unauthenticated_admin."""
+        return self._token is not None or bool(self.allow_unauthenticated_admin)
+
+    def require_admin(self, what: str) -> None:
+        """Raise :class:`MessageError` unless :attr:`admin_allowed`; for a handler whose danger
+        depends on its arguments (``self.require_admin("log_level CRITICAL --logger root")``)."""
+        if not self.admin_allowed:
+            raise MessageError(admin_refusal(what))
+
     def quit(self) -> None:
         """Command ``quit`` (also run on SIGTERM/SIGINT): override to clean up; replies ``Goodbye!``."""
         self.logger.info("Cleaning up...")
@@ -253,38 +319,20 @@ class Server:
             "uptime_s": f"{uptime:.1f}",
             "requests": self.requests_served,
             "error_replies": self.error_replies,
-            "connections": len(self._connections),
+            "connections": len(self._controller.connections),
         }
 
     def help(self) -> None:
         """Command ``help``: the full help text."""
         self.reply = self.parser.full_help()
 
-    # ------------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------------ lifecycle (controller.py)
     @property
     def server_address(self) -> tuple[str, int]:
         """The bound ``(host, port)``, valid once :attr:`ready` is set (port 0 is resolved)."""
-        if self._bound_address is None:
+        if self._controller.address is None:
             raise RuntimeError("the server is not listening yet; wait for server.ready")
-        return self._bound_address
-
-    def _bind(self) -> None:
-        self.logger.info("Binding to address %s:%s", self.host, self.port)
-        infos = socket.getaddrinfo(self.host or None, self.port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)
-        # 0.5.x bound IPv4 only; prefer IPv4 so 'localhost' still means 127.0.0.1 for old clients.
-        family, kind, proto, _, address = sorted(infos, key=lambda info: info[0] != socket.AF_INET)[0]
-        sock = socket.socket(family, kind, proto)
-        try:
-            # Restarting right after a stop must not fail on connections in TIME_WAIT.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(address)
-        except OSError as exc:
-            sock.close()
-            raise OSError(exc.errno, f"cannot bind {self.host}:{self.port}: {exc.strerror}") from exc
-        self.sock = sock
-        self._bound_address = sock.getsockname()[:2]
-        self.address = self._bound_address[1]
+        return self._controller.address
 
     def start_daemon(self) -> None:
         """Listen and serve until ``quit``, SIGTERM/SIGINT or :meth:`shutdown`; then :meth:`close`.
@@ -294,118 +342,10 @@ class Server:
         Raises :class:`OSError` when the address cannot be bound. Signal
         handlers are installed only when called from the main thread.
         """
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        if self.handler_threads > 1:
-            self._runner = PoolRunner(loop, self.handler_threads, f"{type(self).__name__}-handler")
-        else:
-            self._runner = SerialRunner(loop)
-        failure: list[BaseException] = []
-        previous = self._install_signal_handlers()
-        io_thread = None
-        try:
-            self._bind()
-            io_thread = threading.Thread(target=self._run_io_loop, args=(loop, failure),
-                                         name=f"{type(self).__name__}-io", daemon=True)
-            io_thread.start()
-            self._runner.run_forever()
-            io_thread.join()
-            if failure:
-                raise failure[0]
-        except OSError as exc:
-            self.logger.error("%s: %s", type(exc).__name__, exc)
-            raise
-        finally:
-            if io_thread is not None and io_thread.is_alive():
-                # The handler thread left early (an exception): stop the network side too.
-                loop.call_soon_threadsafe(self._request_stop)
-                io_thread.join(self.shutdown_timeout + 1)
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-            if io_thread is None or not io_thread.is_alive():
-                loop.close()
-            self.close()
-            self.stopped.set()
-
-    def _run_io_loop(self, loop: asyncio.AbstractEventLoop, failure: list) -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._serve())
-        except BaseException as exc:  # handed to start_daemon's thread, which re-raises it
-            failure.append(exc)
-        finally:
-            self._runner.stop()
-
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous = {}
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, self.signal_handler)
-        return previous
-
-    async def _serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._stop_requested = asyncio.Event()
-        self._all_closed = asyncio.Event()
-        self._all_closed.set()
-        listener = await loop.create_server(lambda: Connection(self), sock=self.sock,
-                                            backlog=self.max_backlog)
-        self.started_at = time.monotonic()
-        self.logger.info("Server is now listening on %s:%s, send a 'quit' message to stop it",
-                         *self.server_address)
-        watcher = loop.call_later(self.socket_timeout, self._watch_quit_flag)
-        self.ready.set()
-        if self.quit_flag:
-            self._request_stop()
-        try:
-            await self._stop_requested.wait()
-        finally:
-            watcher.cancel()
-            listener.close()
-            await self._finish_open_requests()
-            if self._run_quit_on_stop:
-                quit_done = loop.create_future()
-                self._runner.submit(self._run_quit_cleanup, quit_done.set_result)
-                await quit_done
-
-    async def _finish_open_requests(self) -> None:
-        try:
-            await asyncio.wait_for(self._all_closed.wait(), self.shutdown_timeout)
-        except asyncio.TimeoutError:
-            self.logger.warning("Stopping: %d connection(s) still open after %g s, dropping them",
-                                len(self._connections), self.shutdown_timeout)
-            # A client whose command is still running must not take the close for an empty
-            # (successful) reply: it gets an error saying what happened.
-            for connection in list(self._connections):
-                connection.send_reply(f"{ERROR_PREFIX}the daemon is stopping and did not finish this "
-                                      f"request within {self.shutdown_timeout:g} s (shutdown_timeout); "
-                                      f"a command that was running may still complete")
-            try:
-                await asyncio.wait_for(self._all_closed.wait(), 1.0)
-            except asyncio.TimeoutError:
-                pass
-            for connection in list(self._connections):
-                if connection._transport is not None:
-                    connection._transport.abort()
-            await asyncio.sleep(0)  # let connection_lost run
-
-    def _watch_quit_flag(self) -> None:
-        # 0.5.x code stops the daemon by setting quit_flag (from a handler or another thread).
-        if self.quit_flag:
-            self._request_stop()
-        else:
-            self._loop.call_later(self.socket_timeout, self._watch_quit_flag)
-
-    def _request_stop(self, run_quit: bool = False) -> None:
-        self.quit_flag = True
-        self._run_quit_on_stop = self._run_quit_on_stop or run_quit
-        if self._stop_requested is not None and not self._stop_requested.is_set():
-            self.logger.info("Stopping: no new connections, finishing open requests")
-            self._stop_requested.set()
+        self._controller.run()
 
     def _run_quit_cleanup(self) -> None:
-        self.message, self.namespace, self.reply = "quit", None, ""
+        self.message, self.body, self.namespace, self.reply = "quit", "", None, ""
         try:
             self.quit()
         except Exception:
@@ -416,21 +356,14 @@ class Server:
         name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else signum
         self.logger.info("Received %s, terminating gracefully...", name)
         self.quit_flag = True
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._request_stop, True)
+        self._controller.stop_from_any_thread(run_quit=True)
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop the daemon from another thread as SIGTERM would; with ``wait``, block until stopped."""
         self.quit_flag = True
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(self._request_stop, True)
-            except RuntimeError:  # the loop closed in between
-                pass
-            if wait:
-                self.stopped.wait()
+        self._controller.stop_from_any_thread(run_quit=True)
+        if wait and self._controller.loop is not None:
+            self.stopped.wait()
 
     def close(self) -> None:
         """Release the TCP socket and the PID lock file (safe to call twice)."""
@@ -450,84 +383,116 @@ class Server:
 
     # ------------------------------------------------------------------ requests (event loop thread)
     def _connection_opened(self, connection: Connection) -> None:
-        self._connections.add(connection)
-        self._all_closed.clear()
-        if len(self._connections) > self.max_connections:
-            connection.refuse(f"the daemon is busy: {len(self._connections) - 1} connections open, "
-                              f"the maximum is {self.max_connections}")
+        self._controller.track(connection)
+        self._unadmitted[connection] = None
+        if len(self._unadmitted) > self.max_unauthenticated_connections:
+            oldest = next(iter(self._unadmitted))
+            del self._unadmitted[oldest]
+            self._warn_bad_input("unauthenticated", "Dropped the connection of %s: more than %d connections "
+                                 "not authenticated (max_unauthenticated_connections)", oldest.peer,
+                                 self.max_unauthenticated_connections)
+            oldest.drop()
+
+    def _connection_admitted(self, connection: Connection) -> None:
+        self._unadmitted.pop(connection, None)
+        self.admitted_connections += 1
+        if self.admitted_connections > self.max_connections:
+            connection.over_budget = True
 
     def _connection_closed(self, connection: Connection) -> None:
-        self._connections.discard(connection)
-        if not self._connections:
-            self._all_closed.set()
+        self._unadmitted.pop(connection, None)
+        if connection.admitted:
+            connection.admitted = False
+            self.admitted_connections -= 1
+        self._controller.untrack(connection)
 
-    def _count_reply(self, reply: str) -> None:
+    def _reserve(self, size: int) -> bool:
+        """Count ``size`` more bytes in flight; False (nothing counted) beyond max_bytes_in_flight."""
+        if self.bytes_in_flight + size > max(self.max_bytes_in_flight, self.max_message_size):
+            return False
+        self.bytes_in_flight += size
+        if size >= _TRIM_AFTER:
+            self._large_seen = True
+        return True
+
+    def _release(self, size: int) -> None:
+        self.bytes_in_flight -= size
+        if self.bytes_in_flight == 0 and self._large_seen:
+            self._large_seen = False
+            trim()
+
+    def _is_status(self, data: bytes) -> bool:
+        """True for a complete message that is just ``status`` (answered even when busy)."""
+        if len(data) > buffer_size:
+            return False
+        _, text = take_token(data.decode("utf-8", errors="replace"))
+        return text.strip() == "status"
+
+    def _count_reply(self, reply: Reply) -> None:
         self.requests_served += 1
-        if is_error_reply(reply):
+        if not reply.ok:
             self.error_replies += 1
 
+    def _warn_bad_input(self, kind: str, fmt: str, *args: Any) -> None:
+        """Log a warning about a client's bad input, at most bad_input_log_per_minute per kind."""
+        limit = self._bad_input_log
+        if limit is None or limit.count != self.bad_input_log_per_minute:
+            limit = self._bad_input_log = RateLimit(self.bad_input_log_per_minute, 60.0)
+        allowed, suppressed = limit.allow(kind)
+        if not allowed:
+            return
+        if suppressed:
+            fmt += " (%d similar line(s) not logged, bad_input_log_per_minute)"
+            args += (suppressed,)
+        self.logger.warning(fmt, *args)
+
     def _handle_message(self, connection: Connection, data: bytes) -> None:
-        try:
-            text = decode_message(data)
-        except ValueError as exc:
-            self.logger.warning("Client %s: %s", connection.peer, exc)
-            connection.send_reply(f"{ERROR_PREFIX}{exc}")
+        """A complete message arrived (event loop thread): prepare it here if short, else on the lane."""
+        if len(data) <= self.inline_parse_bytes:
+            self._prepared(connection, self._dispatcher.prepare(data, connection.authenticated))
             return
-        token, text = take_token(text)
-        if self._token is not None and (token is None or not tokens_match(token, self._token)):
-            reason = "no token given" if token is None else "wrong token"
-            self.logger.warning("Refused a message from %s: %s", connection.peer, reason)
-            connection.send_reply(f"{ERROR_PREFIX}authentication failed ({reason}); the daemon "
-                                  f"needs the shared token (token_file)")
+        # Long: decoded, split and parsed on the parse lane, answered by the deadline whatever happens
+        # there. Decoding is linear: a long body gets 1 s more per 20 MB.
+        budget = self.parse_timeout + len(data) / 20e6
+        timer = self._controller.loop.call_later(budget, self._parse_timed_out, connection, budget)
+        self._controller.lane.submit(partial(self._dispatcher.prepare, data, connection.authenticated),
+                          partial(self._prepared_late, connection, timer, budget), time.monotonic() + budget)
+
+    def _parse_timed_out(self, connection: Connection, budget: float) -> None:
+        self._warn_bad_input("parse timeout", "Client %s: a message was not parsed within %g s (parse_timeout)",
+                             connection.peer, budget)
+        connection.send_reply(Reply.error(PARSE_TIMEOUT.format(limit=budget)))
+
+    def _prepared_late(self, connection: Connection, timer: asyncio.TimerHandle, budget: float,
+                       prepared: Any) -> None:
+        timer.cancel()
+        if connection.replied:
+            return  # _parse_timed_out answered, or the client is gone
+        if prepared is EXPIRED:  # skipped by the lane just before the timer fired
+            self._parse_timed_out(connection, budget)
             return
-        message = text.rstrip()
-        if not message.strip():
-            self.logger.debug("Client %s sent an empty message", connection.peer)
-            connection.send_reply(f"{ERROR_PREFIX}empty message; send 'help' for the list of commands")
+        self._prepared(connection, prepared)
+
+    def _prepared(self, connection: Connection, prepared: Union[Request, Reply]) -> None:
+        if isinstance(prepared, Reply):
+            connection.send_reply(prepared)
             return
-        self.logger.debug("Message from %s: %r", connection.peer, message)
-        delimiters = f" {self.delimiter_left}{self.delimiter_right}"
-        words = [word.strip(delimiters) for word in self.regex.split(message)]
-        try:
-            namespace = self.parser.parse_args(args=words)
-        except MessageError as exc:
-            self.logger.warning("Invalid message %r: %s", message, exc)
-            connection.send_reply(f"{ERROR_PREFIX}{exc}\n{self.parser.full_help()}")
-            return
-        except Exception as exc:  # a type= converter of the application that raised
-            self.logger.exception("Parsing %r failed", message)
-            connection.send_reply(f"Unknown exception! Check daemon log!\n{type(exc).__name__}: {exc}")
-            return
-        if not callable(getattr(namespace, "func", None)):
-            connection.send_reply(f"{ERROR_PREFIX}no command given\n{self.parser.full_help()}")
-            return
-        if getattr(namespace.func, "__func__", None) in _INLINE_HANDLERS:
+        if getattr(prepared.namespace.func, "__func__", None) in _INLINE_HANDLERS:
             # Built-in status/help only read counters: answered even while a long command runs,
             # so a healthcheck does not fail because an instrument is busy.
-            self._reply_done(connection, namespace, self._run_handler(message, namespace))
+            self._reply_done(connection, prepared, self._dispatcher.run(prepared))
             return
-        self._runner.submit(partial(self._run_handler, message, namespace),
-                            partial(self._reply_done, connection, namespace))
+        self._controller.runner.submit(partial(self._dispatcher.run, prepared),
+                                       partial(self._reply_done, connection, prepared))
 
-    def _reply_done(self, connection: Connection, namespace: argparse.Namespace, reply: str) -> None:
+    def _reply_done(self, connection: Connection, request: Request, reply: Reply) -> None:
         connection.send_reply(reply)
         # As 0.5.x: 'quit' stops the daemon whatever a subclass's quit() does.
-        if getattr(namespace, "which", None) == "quit":
-            self._request_stop()
+        if request.command == "quit":
+            self._controller.request_stop()
 
-    # ------------------------------------------------------------------ requests (handler thread)
-    def _run_handler(self, message: str, namespace: argparse.Namespace) -> str:
-        self.message, self.namespace, self.reply = message, namespace, ""
-        try:
-            namespace.func()
-        except MessageError as exc:
-            self.logger.warning("Command %r refused: %s", message, exc)
-            return f"{ERROR_PREFIX}{exc}"
-        except BaseException as exc:  # noqa: BLE001 - a failing command must not kill the daemon
-            self.logger.exception("Command %r failed: %s: %s", message, type(exc).__name__, exc)
-            return f"Unknown exception! Check daemon log!\n{type(exc).__name__}: {exc}"
-        reply = self.reply
-        return "" if reply is None else str(reply)
+
+_TRIM_AFTER = 256 * 1024  # bytes: after a message this large is gone, the heap is trimmed
 
 
 _INLINE_HANDLERS = {Server.status, Server.help}

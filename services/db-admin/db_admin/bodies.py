@@ -2,9 +2,8 @@
 
 A 0.5.x message is one line of words. ``insert_many`` needs megabytes of rows,
 so db-admin messages may carry a *body*: everything after the first newline
-is handed to the command untouched (no splitting on spaces, no stripping of
-braces, which JSON needs), as the option word ``--body=...``, so that it
-parses wherever the command's options are. The first line is split as 0.5.x does.
+reaches the command untouched as ``self.body`` (``Server.accepts_body``: no
+splitting on spaces, no stripping of braces, which JSON needs).
 
 Bodies are CSV (a header line of column names, then rows) or JSON lines (one
 object per line, ``{"time": "2024-05-01T12:00:00Z", "current": 1.5e-3}``).
@@ -18,73 +17,12 @@ import json
 import logging
 from typing import Any, Sequence
 
-from lab_utils_common.socket_comm.message import SPLIT_PATTERN
-
-__all__ = ["BodySplitter", "BODY_MARK", "BODY_OPTION", "body_text", "detect_format", "parse_json_lines",
-           "rows_to_csv", "shorten", "ShortenLongLogArguments"]
-
-#: Put in front of the body word: the server strips spaces and braces from the ends of
-#: every word, and a JSON body starts with "{". A newline is neither, so it shields them.
-BODY_MARK = "\n"
-#: The option that carries the body to the command's parser.
-BODY_OPTION = "--body="
-
-
-class BodySplitter:
-    """Drop-in for ``Server.regex``: 0.5.x splitting of the first line, the rest as one word."""
-
-    def split(self, message: str) -> list[str]:
-        head, newline, body = message.partition("\n")
-        words = SPLIT_PATTERN.split(head)
-        if newline and body.strip():
-            words.append(BODY_OPTION + BODY_MARK + body + BODY_MARK)
-        return words
-
-
-def body_text(word: str) -> str:
-    """The body as sent (without the shielding newlines)."""
-    if word.startswith(BODY_MARK) and word.endswith(BODY_MARK):
-        return word[len(BODY_MARK):-len(BODY_MARK)]
-    return word
+__all__ = ["detect_format", "rows_to_csv", "shorten", "ShortenLongLogArguments"]
 
 
 def detect_format(body: str) -> str:
     """``jsonl`` when the first non-blank character opens an object, else ``csv``."""
     return "jsonl" if body.lstrip().startswith("{") else "csv"
-
-
-def parse_json_lines(body: str) -> tuple[list[str], list[tuple]]:
-    """Columns (in order of first appearance) and rows of a JSON-lines body.
-
-    A key missing from an object is NULL in that row; a nested object or list is
-    its JSON text. Raises ``ValueError``
-    naming the line for invalid JSON or a line that is not an object.
-    """
-    objects = []
-    for number, line in enumerate(body.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"line {number} of the body is not valid JSON ({exc.msg}): "
-                             f"{line[:200]!r}") from None
-        if not isinstance(obj, dict):
-            raise ValueError(f"line {number} of the body is not a JSON object: {line[:200]!r}")
-        objects.append(obj)
-    columns: dict[str, None] = {}
-    for obj in objects:
-        if obj.keys() - columns.keys():
-            columns.update(dict.fromkeys(obj))
-    names = list(columns)
-    rows = [tuple(_json_value(obj.get(name)) for name in names) for obj in objects]
-    return names, rows
-
-
-def _json_value(value: Any) -> Any:
-    # A nested object or list is stored as its JSON text (for a text or jsonb column),
-    # not as Python's repr of it.
-    return json.dumps(value) if isinstance(value, (dict, list)) else value
 
 
 def rows_to_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -24,7 +24,6 @@ edition of TimescaleDB, db-admin applies the retention schedule itself every
 
 from __future__ import annotations
 
-import argparse
 import functools
 import logging
 import threading
@@ -37,7 +36,7 @@ from lab_utils_common.database.identifiers import check_identifiers
 from lab_utils_common.database.types import column_types
 from lab_utils_common.socket_comm import MessageError, Server
 
-from .bodies import BodySplitter, ShortenLongLogArguments, body_text, detect_format, rows_to_csv
+from .bodies import ShortenLongLogArguments, detect_format, rows_to_csv
 
 __all__ = ["DbAdmin", "DEV_DB_PASSWORD"]
 
@@ -92,7 +91,7 @@ class DbAdmin(Server):
     #: insert_many bodies are many MB (about 40 bytes per row of 3 numbers)
     max_message_size = 256 * 1024 * 1024
     receive_timeout = 120.0
-    regex = BodySplitter()
+    accepts_body = True  # insert_many's rows: the lines after the command, as self.body
 
     def __init__(self, config_file: Optional[str] = None, pid_file_name: Optional[str] = None,
                  host: Optional[str] = None, port: Optional[int] = None, *,
@@ -210,7 +209,6 @@ class DbAdmin(Server):
         sp = self.add_command("insert_many", self.insert_many,
                               "inserts the rows in the lines after the command")
         sp.add_argument("table", help="table name")
-        sp.add_argument("--body", default="", help=argparse.SUPPRESS)  # the lines after the command
         sp.add_argument("--format", choices=("csv", "jsonl"), help="default: guessed from the body")
         sp.add_argument("--create-columns", action="store_true", help="create missing columns")
 
@@ -298,7 +296,7 @@ class DbAdmin(Server):
         """``insert_many TABLE`` + body: all rows in one COPY, all or none stored."""
         ns = self.namespace
         # the body is handed to COPY in place, chunk by chunk: never copied or parsed whole
-        body = getattr(self, "body", None) or body_text(getattr(ns, "body", "") or "")
+        body = self.body
         if not body.strip():
             raise ValueError("insert_many needs rows on the lines after the command "
                              "(CSV with a header line, or JSON lines)")

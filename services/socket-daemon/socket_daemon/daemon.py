@@ -15,6 +15,7 @@ from typing import Optional
 from lab_utils_common.config import log_level as parse_log_level
 from lab_utils_common.custom_logging import set_handler_level
 from lab_utils_common.socket_comm import MessageError, Server
+from lab_utils_common.socket_comm.admin import alarm_level, existing_logger
 
 from .values import ValueFileError, ValueLimitError, ValueLimits, ValueStore
 
@@ -157,32 +158,19 @@ class SocketDaemon(Server):
         except ValueError as exc:
             raise MessageError(str(exc)) from None
         name = self.namespace.logger or None
-        if name == "root":
-            name = None  # logging.getLogger("root") is the root logger too
-        if name is not None and name not in logging.root.manager.loggerDict:
-            known = sorted(logging.root.manager.loggerDict)
-            shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
-            raise MessageError(f"no logger named {_shown(name, 80)} (loggers: root, {shown})")
+        # An unknown name is refused: logging keeps every logger it ever created (a leak per name).
+        if name is not None and existing_logger(name) is None:
+            raise MessageError(f"no logger named {name!r} in this daemon")
         # Root: the console handler changes and the root logger follows the lowest handler level;
         # file and alarm handlers keep their thresholds (an alarm relay flooded with DEBUG records
         # would drown the real alarms). Without configure_logging's console: the root logger.
-        if name is None and set_handler_level(level, "console"):
-            pass  # the console changed, the root logger follows the lowest handler level
-        else:
-            if level > logging.INFO and not self._admin_allowed():
-                raise MessageError(
-                    f"log level {logging.getLevelName(level)} for {name or 'root'!r} refused: a level "
-                    f"above INFO on a logger can keep alarm records (SUCCESS and above) from the alarm "
-                    f"relay, mail and Slack; the daemon needs a token (token_file) or "
-                    f"--allow-unauthenticated-admin for this")
-            logging.getLogger(name).setLevel(level)
+        if name is not None or not set_handler_level(level, "console"):
+            if level > alarm_level():  # would silence alarms: only with a token
+                self.require_admin(f"'log_level {logging.getLevelName(level)} --logger {name or 'root'}'")
+            existing_logger(name).setLevel(level)
         label = name or "root"
         self.logger.info("Log level of %r set to %s", label, logging.getLevelName(level))
         self.reply = f"log level of {label!r} set to {logging.getLevelName(level)}"
-
-    def _admin_allowed(self) -> bool:
-        return (getattr(self, "_token", None) is not None
-                or bool(getattr(self, "allow_unauthenticated_admin", False)))
 
     def uptime(self) -> None:
         """``uptime``: time since start and the start time (UTC)."""

@@ -23,7 +23,8 @@ def test_old_client_gets_error_replies_from_new_server(new_server):
     assert reply.startswith("Error! argument") and "invalid choice: 'bogus'" in reply
 
 
-def test_old_client_quit_stops_new_server(new_server):
+def test_old_client_quit_stops_new_server(socket_server_factory):
+    new_server = socket_server_factory(EchoServer, allow_unauthenticated_admin=True)
     assert OldClient(host="127.0.0.1", port=new_server.port).send_message("quit") == "Goodbye!"
     new_server.thread.join(20)
     assert not new_server.thread.is_alive()

@@ -58,7 +58,8 @@ def quiet_logging(tmp_path) -> str:
 def test_runs_with_its_own_option_until_quit(tmp_path):
     port = free_port()
     argv = ["--host", "127.0.0.1", "--port", str(port), "--pid-file", str(tmp_path / "t.pid"),
-            "--logging-config", quiet_logging(tmp_path), "--calibration-file", "cal.json"]
+            "--logging-config", quiet_logging(tmp_path), "--calibration-file", "cal.json",
+            "--allow-unauthenticated-admin"]
     status = []
     thread = threading.Thread(target=lambda: status.append(run_daemon(Thermometer, "thermometer", argv,
                                                                       options=OPTIONS)))

@@ -84,7 +84,8 @@ def test_handlers_run_on_the_start_daemon_thread(lab_server):
     assert lab_server.send("thread") == "socket-server"
 
 
-def test_quit_replies_goodbye_and_stops(lab_server):
+def test_quit_replies_goodbye_and_stops(socket_server_factory):
+    lab_server = socket_server_factory(LabServer, allow_unauthenticated_admin=True)
     assert lab_server.send("quit") == "Goodbye!"
     lab_server.thread.join(20)
     assert not lab_server.thread.is_alive()

@@ -57,6 +57,10 @@ def test_log_level_change(socket_server_factory, tmp_path):
     try:
         assert daemon.send("log_level WARNING") == "log level of 'root' set to WARNING"
         assert root.level == logging.WARNING
+        assert daemon.send("log_level DEBUG --logger never-created").startswith(
+            "Error! no logger named 'never-created'")  # logging would keep a new logger forever
+        assert "never-created" not in logging.Logger.manager.loggerDict
+        logging.getLogger("pump")
         assert daemon.send("log_level DEBUG --logger pump") == "log level of 'pump' set to DEBUG"
         assert logging.getLogger("pump").level == logging.DEBUG
         assert daemon.send("log_level LOUD").startswith("Error! 'LOUD' is not a logging level")

@@ -55,7 +55,7 @@ def test_signal_stops_cleanly_and_releases_socket_and_lock(start_daemon, tmp_pat
 
 
 def test_second_instance_names_lock_file_and_holder(start_daemon, tmp_path):
-    process, port = start_daemon()
+    process, port = start_daemon("--allow-unauthenticated-admin")
     second = subprocess.run(daemon_command(tmp_path, free_port()), capture_output=True, text=True, timeout=60)
     assert second.returncode == 1
     lock_path = str(tmp_path / "daemon.pid")
