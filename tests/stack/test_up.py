@@ -134,6 +134,22 @@ def test_check_ports_names_the_port_its_holder_and_the_variable_that_moves_it(tm
 
 
 @pytest.mark.docker
+def test_up_refuses_a_new_password_for_an_existing_database_volume(tmp_path, docker_client):
+    project = f"labutils-up-{os.getpid()}-{secrets.token_hex(3)}"
+    secrets_dir = tmp_path / "secrets"
+    dotenv = settings_file(tmp_path, project=project, secrets_dir=secrets_dir)
+    volume = docker_client.volumes.create(f"{project}_database")  # made with a password now lost
+    try:
+        done = run(["scripts/up"], clean_environment(DOTENV=str(dotenv)), timeout=300)
+    finally:
+        volume.remove()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"the database volume {project}_database exists" in done.stderr
+    assert f"docker compose -p {project} down --volumes" in done.stderr
+    assert not (secrets_dir / "db_password").exists()  # no new password made
+
+
+@pytest.mark.docker
 def test_up_brings_every_service_healthy_prints_the_endpoints_and_is_idempotent(tmp_path, docker_client):
     project = f"labutils-up-{os.getpid()}-{secrets.token_hex(3)}"
     secrets_dir = tmp_path / "secrets"
