@@ -28,7 +28,8 @@ FROM base AS lab-utils
 # Dependencies before code: this layer is rebuilt only when pyproject.toml changes.
 COPY pyproject.toml /src/pyproject.toml
 RUN install-lab-utils dependencies
-COPY LICENSE README.m[d] /src/
+# Not README.md: a documentation edit must not rebuild the code layer (install-lab-utils code).
+COPY LICENSE /src/
 COPY lab_utils_common /src/lab_utils_common
 COPY services /src/services
 RUN install-lab-utils code
