@@ -133,6 +133,15 @@ def test_check_ports_names_the_port_its_holder_and_the_variable_that_moves_it(tm
 # --------------------------------------------------------------------------- scripts/up
 
 
+def test_up_production_without_a_mail_server_stops_before_anything_naming_the_variable(tmp_path):
+    dotenv = tmp_path / "lab.env"
+    dotenv.write_text("LABUTILS_STACK_NAME=labutils-never-started\n")
+    done = run(["scripts/up", "--production"], clean_environment(DOTENV=str(dotenv)))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "LABUTILS_MAILHANDLER_MAIL_HOST" in done.stderr
+    assert dotenv.read_text() == "LABUTILS_STACK_NAME=labutils-never-started\n"  # nothing made
+
+
 @pytest.mark.docker
 def test_up_refuses_a_new_password_for_an_existing_database_volume(tmp_path, docker_client):
     project = f"labutils-up-{os.getpid()}-{secrets.token_hex(3)}"
