@@ -32,6 +32,7 @@ from __future__ import annotations
 import configparser
 import logging
 import os
+import string
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional
 
@@ -48,9 +49,18 @@ __all__ = [
     "read_secret_file",
     "parse_bool",
     "port_number",
+    "remote_port",
     "positive_int",
     "positive_float",
     "non_negative_float",
+    "integer_in",
+    "byte_count",
+    "seconds_in",
+    "format_template",
+    "MAX_INT",
+    "MAX_SECONDS",
+    "max_config_size",
+    "max_secret_size",
     "log_level",
     "string_list",
     "env_name",
@@ -58,6 +68,17 @@ __all__ = [
 ]
 
 ENV_PREFIX = "LABUTILS"
+
+#: Largest integer any option takes: a C ``int`` (listen backlogs, sizes given to C code).
+MAX_INT = 2 ** 31 - 1
+#: Longest time any option takes, in seconds (~31 years): under ``threading.TIMEOUT_MAX``
+#: and what ``select``/``settimeout`` accept, so a time never overflows where it is used.
+MAX_SECONDS = 1e9
+
+#: Default of the largest configuration file read (bytes); environment LABUTILS_CONFIG_MAX_SIZE.
+DEFAULT_MAX_CONFIG_SIZE = 1024 * 1024
+#: Default of the largest secret file read (bytes); environment LABUTILS_SECRET_MAX_SIZE.
+DEFAULT_MAX_SECRET_SIZE = 64 * 1024
 
 _logger = logging.getLogger(__name__)
 
@@ -124,8 +145,65 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"{text!r} is not a boolean (use one of: {', '.join(sorted(_TRUE | _FALSE))})")
 
 
+def _integer(text: Any) -> int:
+    if isinstance(text, bool):
+        raise ValueError(f"{text!r} is not an integer")
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not an integer") from None
+
+
+def _number(text: Any) -> float:
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
+
+
+def integer_in(minimum: int, maximum: int, unit: str = "") -> Callable[[str], int]:
+    """A converter taking an integer from ``minimum`` to ``maximum`` (``unit`` names it in errors).
+
+    Example: ``Option("max_backlog", integer_in(1, 65535), 128)``.
+    """
+    suffix = f" {unit}" if unit else ""
+
+    def convert(text: str) -> int:
+        value = _integer(text)
+        if not minimum <= value <= maximum:
+            raise ValueError(f"{value}{suffix} is outside the range {minimum}-{maximum}{suffix}")
+        return value
+
+    convert.__name__ = f"integer_in_{minimum}_{maximum}"
+    return convert
+
+
+def byte_count(minimum: int = 1, maximum: int = MAX_INT) -> Callable[[str], int]:
+    """A converter taking a size in bytes from ``minimum`` to ``maximum``."""
+    return integer_in(minimum, maximum, "bytes")
+
+
+def seconds_in(minimum: float, maximum: float = MAX_SECONDS, *,
+               minimum_allowed: bool = False) -> Callable[[str], float]:
+    """A converter taking a finite time in seconds above ``minimum`` (or equal to it with
+    ``minimum_allowed``) and at most ``maximum``; ``inf`` and ``nan`` are refused."""
+    def convert(text: str) -> float:
+        value = _number(text)
+        low_ok = value >= minimum if minimum_allowed else value > minimum
+        if not low_ok or value > maximum:
+            low = f"{minimum:g} or more" if minimum_allowed else f"more than {minimum:g}"
+            raise ValueError(f"{value:g} s is outside the range: {low}, at most {maximum:g} s")
+        return value
+
+    convert.__name__ = f"seconds_in_{minimum:g}_{maximum:g}"
+    return convert
+
+
 def port_number(text: str) -> int:
-    """Parse a TCP port number, 0-65535 (0 lets the system choose)."""
+    """Parse a TCP port number to listen on, 0-65535 (0 lets the system choose)."""
     try:
         value = int(str(text).strip())
     except ValueError:
@@ -135,37 +213,79 @@ def port_number(text: str) -> int:
     return value
 
 
+def remote_port(text: str) -> int:
+    """Parse a TCP port number to connect to, 1-65535."""
+    value = port_number(text)
+    if value == 0:
+        raise ValueError("0 is not a port to connect to (use 1-65535)")
+    return value
+
+
 def positive_int(text: str) -> int:
-    """Parse an integer greater than zero."""
-    try:
-        value = int(str(text).strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is not an integer") from None
+    """Parse an integer from 1 to :data:`MAX_INT`."""
+    value = _integer(text)
     if value <= 0:
         raise ValueError(f"{value} is not greater than zero")
+    if value > MAX_INT:
+        raise ValueError(f"{value} is larger than the maximum {MAX_INT}")
     return value
 
 
 def positive_float(text: str) -> float:
-    """Parse a number greater than zero."""
-    try:
-        value = float(str(text).strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number") from None
+    """Parse a finite number greater than zero, at most :data:`MAX_SECONDS` (options in seconds)."""
+    value = _number(text)
     if not value > 0:
-        raise ValueError(f"{value} is not greater than zero")
+        raise ValueError(f"{value:g} is not greater than zero")
+    if value > MAX_SECONDS:
+        raise ValueError(f"{value:g} is larger than the maximum {MAX_SECONDS:g}")
     return value
 
 
 def non_negative_float(text: str) -> float:
-    """Parse a number zero or greater (a wait where 0 means "at once")."""
-    try:
-        value = float(str(text).strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number") from None
-    if not value >= 0:  # also refuses nan
-        raise ValueError(f"{value} is negative" if value < 0 else f"{value} is not a number >= 0")
+    """Parse a finite number from zero to :data:`MAX_SECONDS` (a wait where 0 means "at once")."""
+    value = _number(text)
+    if value < 0:
+        raise ValueError(f"{value:g} is negative")
+    if value > MAX_SECONDS:
+        raise ValueError(f"{value:g} is larger than the maximum {MAX_SECONDS:g}")
     return value
+
+
+def format_template(**samples: Any) -> Callable[[str], str]:
+    """A converter taking a ``str.format`` template whose placeholders are among ``samples``.
+
+    ``samples`` maps each allowed placeholder to a value of the type it gets, so format
+    specifications are checked too (``{count:d}`` with ``count=0``). Attribute and index
+    access (``{app.nope}``, ``{app[0]}``), positional fields and unknown names are refused
+    with the list of allowed placeholders. Example::
+
+        Option("subject_template", format_template(app="", level="", count=0), "{app}: {count}")
+    """
+    allowed = ", ".join("{" + name + "}" for name in samples)
+    formatter = string.Formatter()
+
+    def check(template: str) -> str:
+        try:
+            fields = list(formatter.parse(template))
+        except ValueError as exc:
+            raise ValueError(f"template {template!r} is not a valid format string: {exc}") from None
+        for _, name, spec, conversion in fields:
+            if name is None:
+                continue
+            if name not in samples:
+                raise ValueError(f"template {template!r} uses unknown placeholder {{{name}}} "
+                                 f"(allowed: {allowed})")
+            if spec and ("{" in spec):
+                raise ValueError(f"template {template!r}: nested fields in {{{name}:{spec}}} are "
+                                 f"not allowed")
+            try:
+                value = formatter.convert_field(samples[name], conversion)
+                format(value, spec)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"template {template!r}: {{{name}}} cannot be formatted: {exc}") from None
+        return template
+
+    return check
 
 
 def log_level(text: str) -> int:
@@ -214,19 +334,59 @@ def env_name(section: str, option: str, prefix: str = ENV_PREFIX) -> str:
     return f"{prefix}_{section}_{option}".upper().replace("-", "_").replace(".", "_")
 
 
+def _limit_from_environment(variable: str, default: int) -> int:
+    raw = os.environ.get(variable)
+    if raw is None:
+        return default
+    try:
+        return byte_count(1, MAX_INT)(raw)
+    except ValueError as exc:
+        raise InvalidValueError(f"environment variable {variable} has invalid value {raw!r}: {exc}",
+                                option=variable, value=raw) from None
+
+
+def max_config_size() -> int:
+    """Largest configuration file read, bytes: LABUTILS_CONFIG_MAX_SIZE, default 1 MiB."""
+    return _limit_from_environment(f"{ENV_PREFIX}_CONFIG_MAX_SIZE", DEFAULT_MAX_CONFIG_SIZE)
+
+
+def max_secret_size() -> int:
+    """Largest secret file read, bytes: LABUTILS_SECRET_MAX_SIZE, default 64 KiB."""
+    return _limit_from_environment(f"{ENV_PREFIX}_SECRET_MAX_SIZE", DEFAULT_MAX_SECRET_SIZE)
+
+
+def _read_text(path: str, limit: int, setting: str) -> str:
+    """At most ``limit`` bytes of ``path`` as UTF-8 text; ValueError saying why not."""
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)  # never more: /dev/zero or a huge file must not fill memory
+    if len(data) > limit:
+        raise ValueError(f"it is larger than {limit} bytes ({setting})")
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise ValueError(f"it is not text: NUL byte at position {nul}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"it is not UTF-8 text: byte 0x{data[exc.start]:02x} at position {exc.start}") from None
+
+
 def read_config_file(config_file: str) -> configparser.ConfigParser:
-    """Read an INI file, raising :class:`ConfigFileError` if it is missing or malformed."""
+    """Read an INI file, raising :class:`ConfigFileError` if it is missing, malformed, larger
+    than :func:`max_config_size` or not UTF-8 text."""
     path = os.path.abspath(os.path.expanduser(str(config_file)))
     parser = configparser.ConfigParser(interpolation=None)
+    limit = max_config_size()
     try:
-        with open(path, encoding="utf-8") as handle:
-            parser.read_file(handle, source=path)
+        text = _read_text(path, limit, f"{ENV_PREFIX}_CONFIG_MAX_SIZE")
+        parser.read_string(text, source=path)
     except FileNotFoundError:
         raise ConfigFileError(f"configuration file {path!r} does not exist", file=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigFileError(f"configuration file {path!r} cannot be read: {exc}", file=path) from exc
     except configparser.Error as exc:
         raise ConfigFileError(f"configuration file {path!r} is not valid INI: {exc}", file=path) from exc
+    except ValueError as exc:
+        raise ConfigFileError(f"configuration file {path!r} cannot be read: {exc}", file=path) from None
     return parser
 
 
@@ -234,13 +394,13 @@ def read_secret_file(path: str, *, section: str, option: str, variable: Optional
     """The content of a file holding a secret, without its final line break.
 
     Raises :class:`ConfigFileError` naming the file and ``option`` of ``section``
-    (and the environment ``variable`` that named the file, if any), never the content.
+    (and the environment ``variable`` that named the file, if any), never the content;
+    also for a file larger than :func:`max_secret_size` or not UTF-8 text.
     """
     full = os.path.abspath(os.path.expanduser(path))
     try:
-        with open(full, encoding="utf-8") as handle:
-            return handle.read().rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as exc:
+        return _read_text(full, max_secret_size(), f"{ENV_PREFIX}_SECRET_MAX_SIZE").rstrip("\r\n")
+    except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or exc
         message = (f"{variable}={path!r}: cannot read the file for option {option!r} of section "
                    f"[{section}]: {reason}" if variable else

@@ -15,7 +15,7 @@ from typing import Optional, Sequence, Union
 from psycopg2 import sql
 
 __all__ = ["BUCKET_ORIGIN", "time_table", "bucket_expression", "aggregate_view",
-           "drop_aggregate_view", "aggregate_view_name", "aggregate_refresh_policy",
+           "aggregate_view_name", "aggregate_refresh_policy",
            "retention_policy", "remove_retention_policy", "compression_policy",
            "remove_compression_policy", "interval", "regclass"]
 
@@ -79,23 +79,28 @@ def aggregate_view_name(table: str) -> str:
 
 
 def aggregate_view(table: str, view: str, index: str, numeric_columns: Sequence[str],
-                   timescaledb: bool) -> sql.Composed:
-    """The 1-minute average of every numeric column, as a continuous aggregate or a plain view.
+                   edition: str) -> sql.Composed:
+    """The 1-minute average of every numeric column: same name, columns and rows in every edition.
 
-    The continuous aggregate is created ``WITH NO DATA`` (creating it never
-    blocks on a long table) and ``materialized_only = false``, so queries
-    combine the materialized buckets with the newest rows: the answers are
-    complete from the start, like those of the plain view.
+    ``edition`` ``"tsl"``: a continuous aggregate, created ``WITH NO DATA``
+    (creating it never blocks on a long table) and ``materialized_only =
+    false``, so queries combine the materialized buckets with the newest rows;
+    ``"apache"``: a plain view on ``time_bucket``; ``"off"``: a plain view on
+    ``date_bin`` with ``time_bucket``'s origin.
     """
     averages = sql.SQL(", ").join(
         sql.SQL("avg({col}) AS {alias}").format(col=sql.Identifier(col),
                                                  alias=sql.Identifier(f"{col}_avg"))
         for col in numeric_columns)
-    if timescaledb:
+    if edition == "tsl":
         template = ("CREATE MATERIALIZED VIEW {view} WITH (timescaledb.continuous, "
                     "timescaledb.materialized_only = false) AS SELECT "
                     "time_bucket(INTERVAL '1 minute', {index}) AS {index}, {averages} "
                     "FROM {table} GROUP BY 1 WITH NO DATA")
+    elif edition == "apache":
+        template = ("CREATE VIEW {view} AS SELECT "
+                    "time_bucket(INTERVAL '1 minute', {index}) AS {index}, "
+                    "{averages} FROM {table} GROUP BY 1")
     else:
         template = ("CREATE VIEW {view} AS SELECT "
                     "date_bin(INTERVAL '1 minute', {index}, {origin}::timestamptz) AS {index}, "
@@ -115,13 +120,6 @@ def aggregate_refresh_policy(view: str) -> sql.Composed:
         "SELECT add_continuous_aggregate_policy({view}::regclass, start_offset => NULL, "
         "end_offset => INTERVAL '1 minute', schedule_interval => INTERVAL '1 minute')").format(
         view=regclass(view))
-
-
-def drop_aggregate_view(view: str, timescaledb: bool) -> sql.Composed:
-    """DROP the aggregate view if it exists (exactly this name, unlike 0.5.4's substring match)."""
-    kind = "MATERIALIZED VIEW" if timescaledb else "VIEW"
-    return sql.SQL("DROP {kind} IF EXISTS {view} CASCADE").format(
-        kind=sql.SQL(kind), view=sql.Identifier(view))
 
 
 def retention_policy(table: str) -> sql.Composed:

@@ -11,12 +11,12 @@ import datetime
 import decimal
 import re
 from enum import Enum
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Iterable, Optional, Sequence, Union
 
 from psycopg2 import sql
 
-__all__ = ["DataType", "Constraint", "data_type", "constraint", "constraints", "data_type_of_value", "data_type_of_text",
-           "NUMERIC_TYPE_NAMES"]
+__all__ = ["DataType", "Constraint", "data_type", "constraint", "constraints", "data_type_of_value",
+           "data_type_of_text", "column_types", "is_numeric_type", "NUMERIC_TYPE_NAMES"]
 
 
 class DataType(Enum):
@@ -66,6 +66,11 @@ class Constraint(Enum):
 
 #: ``pg_catalog.format_type`` names of the column types that can be averaged.
 NUMERIC_TYPE_NAMES = frozenset({"smallint", "integer", "bigint", "real", "double precision", "numeric"})
+
+
+def is_numeric_type(type_name: str) -> bool:
+    """Whether a ``format_type`` name (``numeric(10,2)`` too) is a type that can be averaged."""
+    return type_name in NUMERIC_TYPE_NAMES or type_name.startswith(("numeric", "double", "real"))
 
 
 def _lookup(enum_cls: type[Enum], value: Any, what: str) -> Any:
@@ -169,3 +174,36 @@ def data_type_of_text(values: Iterable[str]) -> Optional[DataType]:
     if found <= {DataType.long, DataType.double}:
         return DataType.double
     return DataType.string
+
+
+def column_types(names: Sequence[str], rows: Iterable[Sequence[Any]], *,
+                 text_is_typed: bool) -> dict[str, DataType]:
+    """The column type of each of ``names`` from sample ``rows`` (used to create missing columns).
+
+    ``text_is_typed``: strings are text to read (CSV fields, command words,
+    JSON strings: ``"12"`` is BIGINT, an ISO time TIMESTAMPTZ), as
+    :func:`data_type_of_text`; otherwise a str is TEXT. Other values as
+    :func:`data_type_of_value`. Raises ``TypeError`` naming a column that has
+    no value to guess its type from.
+    """
+    samples: list[list[Any]] = [[] for _ in names]
+    for row in rows:
+        for values, value in zip(samples, row):
+            if value is not None and value != "":
+                values.append(value)
+    types = {}
+    for name, values in zip(names, samples):
+        strings = [v for v in values if isinstance(v, str)]
+        others = [v for v in values if not isinstance(v, str)]
+        if others:
+            kind: Optional[DataType] = data_type_of_value(others[0])
+        elif strings:
+            kind = data_type_of_text(strings) if text_is_typed else DataType.string
+        else:
+            kind = None
+        if kind is None:
+            raise TypeError(f"cannot create column {name!r}: it has no value to guess its type from (only None "
+                            f"values or empty text); "
+                            f"create it first (new_column / add_column)")
+        types[name] = kind
+    return types

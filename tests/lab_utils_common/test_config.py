@@ -15,7 +15,10 @@ from lab_utils_common.config import (
     MissingOptionError,
     MissingSectionError,
     Option,
+    byte_count,
     env_name,
+    format_template,
+    integer_in,
     load_section,
     log_level,
     non_negative_float,
@@ -25,6 +28,8 @@ from lab_utils_common.config import (
     positive_int,
     read_config_file,
     read_secret_file,
+    remote_port,
+    seconds_in,
     string_list,
 )
 
@@ -215,3 +220,115 @@ def test_log_level_names():
 
 def test_string_list_one_per_line_or_commas():
     assert string_list("\n    a@x\n    b@x, c@x\n") == ["a@x", "b@x", "c@x"]
+
+
+# --------------------------------------------------------------------------- ranges and hostile input
+
+
+@pytest.mark.parametrize("convert,text,reason", [
+    (positive_int, "99999999999", "larger than the maximum 2147483647"),
+    (positive_int, "True", "not an integer"),
+    (positive_float, "inf", "not a finite number"),
+    (positive_float, "1e300", "larger than the maximum"),
+    (non_negative_float, "inf", "not a finite number"),
+    (non_negative_float, "-inf", "not a finite number"),
+    (remote_port, "0", "not a port to connect to"),
+    (remote_port, "65536", "outside the port range"),
+])
+def test_ranges_refuse_values_that_would_overflow_or_never_end(convert, text, reason):
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        convert(text)
+
+
+def test_integer_in_and_byte_count_name_the_range():
+    assert integer_in(1, 65535)(" 128 ") == 128
+    with pytest.raises(ValueError, match="99999999999 is outside the range 1-65535"):
+        integer_in(1, 65535)("99999999999")
+    assert byte_count(1024, 2048)("2048") == 2048
+    with pytest.raises(ValueError, match="1023 bytes is outside the range 1024-2048 bytes"):
+        byte_count(1024, 2048)("1023")
+
+
+def test_seconds_in_is_finite_and_bounded():
+    assert seconds_in(0)("0.5") == 0.5
+    assert seconds_in(0, minimum_allowed=True)("0") == 0.0
+    for text in ("0", "inf", "nan", "86401"):
+        with pytest.raises(ValueError, match="s|finite"):
+            seconds_in(0, 86400)(text)
+
+
+def test_a_range_error_names_file_section_option_and_value(tmp_path):
+    ini = tmp_path / "server.ini"
+    ini.write_text("[Overall]\nmax_backlog = 99999999999\n")
+    with pytest.raises(InvalidValueError) as caught:
+        load_section("Overall", [Option("max_backlog", positive_int, 128)], str(ini), environ={})
+    message = str(caught.value)
+    assert str(ini) in message and "[Overall]" in message and "'max_backlog'" in message
+    assert "'99999999999'" in message
+    assert (caught.value.file, caught.value.section, caught.value.option) == (
+        str(ini), "Overall", "max_backlog")
+
+
+SUBJECT = format_template(subject="", level="", app="", count=0, first_message="", more="", host="")
+
+
+@pytest.mark.parametrize("template", ["{subject} [{level}] {app}: {first_message}{more}",
+                                      "{count:d} from {app!r:>10} on {host}", "no fields {{at all}}"])
+def test_format_template_takes_allowed_placeholders(template):
+    assert SUBJECT(template) == template
+
+
+@pytest.mark.parametrize("template,reason", [
+    ("{app.nope}", "unknown placeholder {app.nope}"),
+    ("{app[0]}", "unknown placeholder {app[0]}"),
+    ("{0}", "unknown placeholder {0}"),
+    ("{}", "unknown placeholder {}"),
+    ("{nope}", "unknown placeholder {nope} (allowed: {subject}, {level}"),
+    ("{count:q}", "{count} cannot be formatted"),
+    ("{app!x}", "{app} cannot be formatted"),
+    ("{app:{count}}", "nested fields"),
+    ("{app", "not a valid format string"),
+])
+def test_format_template_refuses_what_would_fail_later(template, reason):
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        SUBJECT(template)
+
+
+def test_template_error_reaches_the_caller_as_a_config_error(tmp_path):
+    ini = tmp_path / "relay.ini"
+    ini.write_text("[Relay]\nsubject_template = {app.nope}\n")
+    with pytest.raises(InvalidValueError, match=r"'subject_template' of section \[Relay\].*'\{app.nope\}'"):
+        load_section("Relay", [Option("subject_template", SUBJECT, "{app}")], str(ini), environ={})
+
+
+def test_config_file_from_dev_zero_is_refused_naming_the_limit():
+    with pytest.raises(ConfigFileError, match=r"'/dev/zero'.*larger than 1048576 bytes "
+                                              r"\(LABUTILS_CONFIG_MAX_SIZE\)"):
+        read_config_file("/dev/zero")
+
+
+def test_config_file_size_limit_is_a_setting(tmp_path, monkeypatch):
+    ini = tmp_path / "big.ini"
+    ini.write_text("[Overall]\n" + "# comment\n" * 200)
+    assert read_config_file(str(ini)).has_section("Overall")
+    monkeypatch.setenv("LABUTILS_CONFIG_MAX_SIZE", "1000")
+    with pytest.raises(ConfigFileError, match=r"larger than 1000 bytes \(LABUTILS_CONFIG_MAX_SIZE\)"):
+        read_config_file(str(ini))
+    monkeypatch.setenv("LABUTILS_CONFIG_MAX_SIZE", "lots")
+    with pytest.raises(InvalidValueError, match="LABUTILS_CONFIG_MAX_SIZE.*'lots'"):
+        read_config_file(str(ini))
+
+
+@pytest.mark.parametrize("content,reason", [(b"[Overall]\nport = 1\x00\n", "NUL byte at position 18"),
+                                            (b"[Overall]\nhost = \xff\n", "not UTF-8 text: byte 0xff")])
+def test_config_file_that_is_not_text_is_refused(tmp_path, content, reason):
+    ini = tmp_path / "binary.ini"
+    ini.write_bytes(content)
+    with pytest.raises(ConfigFileError, match=re.escape(reason)):
+        read_config_file(str(ini))
+
+
+def test_secret_file_from_dev_zero_is_refused_without_reading_it_all():
+    with pytest.raises(ConfigFileError, match=r"token_file.*larger than 65536 bytes "
+                                              r"\(LABUTILS_SECRET_MAX_SIZE\)"):
+        read_secret_file("/dev/zero", section="Overall", option="token_file")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from lab_utils_common.config import Option
+from lab_utils_common.config import Option, positive_float, positive_int
 from lab_utils_common.socket_comm import DaemonCommand
 
 from .daemon import DbAdmin
@@ -23,7 +23,11 @@ COMMAND = DaemonCommand(
                 "of a PostgreSQL/TimescaleDB database. Talk to it with lab-utils-client.",
     options=[Option("database_config", str, None,
                     help="0.5.x database.ini: [Overall] host, port, database, user, passfile, "
-                         "password, timescaledb...")],
+                         "password, timescaledb..."),
+             Option("query_row_limit", positive_int, 100_000,
+                    help="most rows one query returns (a cut reply says so in its last line)"),
+             Option("retention_interval", positive_float, 3600.0,
+                    help="seconds between retention runs of db-admin (TimescaleDB Apache edition)")],
     # Logs every failed attempt and its reason, retries until the database answers.
     prepare=DbAdmin.connect_database)
 

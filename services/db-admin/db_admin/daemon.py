@@ -16,28 +16,37 @@ Commands (besides ``quit``, ``status``, ``help``)::
 
 Replies: one line for actions, CSV (header line, then rows) for data. A
 refused or failed operation replies ``Error! <what went wrong>``.
+``create_database``, ``retention`` and ``aggregate_view`` (which may replace a
+view) are admin commands (:attr:`DbAdmin.admin_commands`). With the Apache
+edition of TimescaleDB, db-admin applies the retention schedule itself every
+``retention_interval`` seconds (``drop_chunks``), logging each run.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import logging
+import threading
 from typing import Any, Callable, Optional
 
 import psycopg2
 
 from lab_utils_common.database import Constraint, Database, DataType
-from lab_utils_common.database.identifiers import check_identifier
-from lab_utils_common.database.types import data_type_of_text, data_type_of_value
+from lab_utils_common.database.identifiers import check_identifiers
+from lab_utils_common.database.types import column_types
 from lab_utils_common.socket_comm import MessageError, Server
 
-from .bodies import (BodySplitter, ShortenLongLogArguments, body_text, detect_format,
-                     parse_json_lines, rows_to_csv)
+from .bodies import BodySplitter, ShortenLongLogArguments, body_text, detect_format, rows_to_csv
 
 __all__ = ["DbAdmin", "DEV_DB_PASSWORD"]
 
 #: Content of the committed secrets/db_password.dev, which compose uses when no password file is set.
 DEV_DB_PASSWORD = "dev-only-change-me"
+#: ``query`` without ``--limit`` returns at most this many rows (setting ``query_row_limit``).
+QUERY_ROW_LIMIT = 100_000
+#: Seconds between two runs of the Apache-edition retention and job checks (``retention_interval``).
+RETENTION_INTERVAL = 3600.0
 
 
 def _refusals_as_errors(handler: Callable[["DbAdmin"], None]) -> Callable[["DbAdmin"], None]:
@@ -75,6 +84,9 @@ class DbAdmin(Server):
     """
 
     logger_name = "db-admin"
+    #: destructive commands: refused without a token (see Server.admin_commands)
+    admin_commands = getattr(Server, "admin_commands", frozenset()) | {
+        "retention", "create_database", "aggregate_view"}
     port = 1508
     pid_file_name = "/tmp/db-admin.pid"
     #: insert_many bodies are many MB (about 40 bytes per row of 3 numbers)
@@ -85,9 +97,27 @@ class DbAdmin(Server):
     def __init__(self, config_file: Optional[str] = None, pid_file_name: Optional[str] = None,
                  host: Optional[str] = None, port: Optional[int] = None, *,
                  token_file: Optional[str] = None, database_config: Optional[str] = None,
-                 database: Optional[Database] = None) -> None:
-        """As :class:`Server`; ``database_config`` is a 0.5.x ``database.ini`` (or pass ``database``)."""
+                 database: Optional[Database] = None, query_row_limit: Optional[int] = None,
+                 retention_interval: Optional[float] = None) -> None:
+        """As :class:`Server`; ``database_config`` is a 0.5.x ``database.ini`` (or pass ``database``).
+
+        ``query_row_limit``: most rows ``query`` returns (default 100000);
+        ``retention_interval``: seconds between Apache-edition retention runs (default 3600).
+        """
         self.db = database if database is not None else Database(config_file=database_config)
+        self.query_row_limit = QUERY_ROW_LIMIT if query_row_limit is None else int(query_row_limit)
+        self.retention_interval = (RETENTION_INTERVAL if retention_interval is None
+                                   else float(retention_interval))
+        if self.query_row_limit <= 0:
+            raise ValueError(f"query_row_limit must be a positive number of rows, not {query_row_limit!r}")
+        if not 0 < self.retention_interval < float("inf"):
+            raise ValueError(f"retention_interval must be a positive number of seconds, "
+                             f"not {retention_interval!r}")
+        self._maintenance_stop = threading.Event()
+        self._maintenance_thread: Optional[threading.Thread] = None
+        self._jobs_logged: set[tuple] = set()
+        #: the last maintenance run: retention results and failed jobs (status reads it, never the database)
+        self.maintenance: dict[str, Any] = {}
         super().__init__(config_file, pid_file_name, host, port, token_file=token_file)
         if not any(isinstance(f, ShortenLongLogArguments) for f in self.logger.filters):
             self.logger.addFilter(ShortenLongLogArguments())  # no insert_many body in the log
@@ -102,8 +132,47 @@ class DbAdmin(Server):
         """Connect, retrying with back-off for ``wait`` seconds; each failure is logged with its reason."""
         self.db.connect(wait=wait)
         self.logger.info("Database %s ready (%s, TimescaleDB %s)", self.db.server,
-                         self.db.db_version.split(",")[0],
-                         self.db.timescaledb_version or "not installed")
+                         self.db.db_version.split(",")[0], self._timescaledb_text())
+        if self.db.timescaledb and self._maintenance_thread is None:
+            self._maintenance_thread = threading.Thread(target=self._maintain, daemon=True,
+                                                        name="db-admin-maintenance")
+            self._maintenance_thread.start()
+
+    def _timescaledb_text(self) -> str:
+        if not self.db.timescaledb:
+            return "off"
+        if not self.db.timescaledb_version:
+            return "not installed"
+        return f"{self.db.timescaledb_version} ({self.db.timescaledb_edition} edition)"
+
+    def _maintain(self) -> None:
+        """Every ``retention_interval``: the Apache edition's retention, and the failed TimescaleDB jobs."""
+        while not self._maintenance_stop.is_set():
+            self.run_maintenance()
+            self._maintenance_stop.wait(self.retention_interval)
+
+    def run_maintenance(self) -> dict[str, Any]:
+        """One maintenance run now (also the ``retention TABLE now`` command); returns its results."""
+        done: dict[str, Any] = {}
+        try:
+            if self.db.timescaledb_edition == "apache":
+                done["retention"] = self.db.run_retention()
+            jobs = self.db.failed_jobs()
+            done["failed_jobs"] = jobs
+            for job in jobs:  # each failure logged once, not at every run
+                key = (job["job_id"], job["finish_time"])
+                if key in self._jobs_logged:
+                    continue
+                self._jobs_logged.add(key)
+                # 0A000: a job the edition refuses (the Apache edition's own stats-retention job)
+                level = logging.WARNING if job["sqlerrcode"] == "0A000" else logging.ERROR
+                self.logger.log(level, "TimescaleDB job %s (%s) failed at %s: %s", job["job_id"],
+                                job["proc_name"], job["finish_time"], job["err_message"])
+        except Exception as exc:  # the database is away: the next run tries again
+            done["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            self.logger.warning("Database maintenance failed: %s", done["error"])
+        self.maintenance = done
+        return done
 
     # ------------------------------------------------------------------ commands
     def create_parser(self) -> None:
@@ -158,7 +227,8 @@ class DbAdmin(Server):
         sp.add_argument("--since", help="first time, e.g. 2024-05-01T00:00:00Z (included)")
         sp.add_argument("--until", help="end time (excluded)")
         sp.add_argument("--bucket", help="average per bucket, e.g. '1 minute' (braces: {1 minute})")
-        sp.add_argument("--limit", type=int, help="at most this many rows")
+        sp.add_argument("--limit", type=int,
+                        help="at most this many rows (default and maximum: query_row_limit)")
 
         sp = self.add_command("aggregate_view", self.aggregate_view,
                               "creates TABLE_1min, 1-minute averages")
@@ -168,7 +238,7 @@ class DbAdmin(Server):
 
         sp = self.add_command("retention", self.retention, "drops data older than INTERVAL (TimescaleDB)")
         sp.add_argument("table", help="table name")
-        sp.add_argument("interval", help="e.g. {90 days}, or off")
+        sp.add_argument("interval", help="e.g. {90 days}, or off, or now (run the schedule now)")
 
         sp = self.add_command("compression", self.compression, "compresses data older than INTERVAL")
         sp.add_argument("table", help="table name")
@@ -199,22 +269,12 @@ class DbAdmin(Server):
         added = self.db.new_column(ns.table, ns.column, ns.type, ns.constraint or None)
         self.reply = f"column {ns.column.lower()} {'added to' if added else 'already in'} {ns.table.lower()}"
 
-    def _create_missing(self, table: str, columns: list[str], samples: list[list[Any]]) -> None:
+    def _missing_types(self, table: str, columns: list[str], values: list[Any]) -> dict:
         existing = self.db.list_columns(table)
-        for column, values in zip(columns, samples):
-            if check_identifier(column, "column name") in existing:
-                continue
-            present = [value for value in values if value is not None]
-            if present and all(isinstance(value, str) for value in present):
-                kind = data_type_of_text(present)
-            elif present:
-                kind = data_type_of_value(next(v for v in present if not isinstance(v, str)))
-            else:
-                kind = None
-            if kind is None:
-                raise TypeError(f"cannot create column {column!r}: it has no value to guess its type from")
-            self.db.new_column(table, column, kind)
-            self.logger.info("Created column %s %s in table %s", column, kind, table)
+        names = check_identifiers(columns, "column name")
+        missing = [i for i, name in enumerate(names) if name not in existing]
+        return column_types([names[i] for i in missing], [[values[i] for i in missing]],
+                            text_is_typed=True)
 
     @_refusals_as_errors
     def insert(self) -> None:
@@ -228,7 +288,8 @@ class DbAdmin(Server):
             columns.append(column.strip())
             values.append(value if value != "" else None)
         if ns.create_columns:
-            self._create_missing(ns.table, columns, [[value] for value in values])
+            # command words are text: "12" makes a BIGINT column, as in insert_many
+            self.db.ensure_columns(ns.table, self._missing_types(ns.table, columns, values))
         self.db.new_entry(ns.table, columns, values)
         self.reply = f"1 row inserted into {ns.table.lower()}"
 
@@ -236,19 +297,16 @@ class DbAdmin(Server):
     def insert_many(self) -> None:
         """``insert_many TABLE`` + body: all rows in one COPY, all or none stored."""
         ns = self.namespace
-        body = body_text(ns.body)
+        # the body is handed to COPY in place, chunk by chunk: never copied or parsed whole
+        body = getattr(self, "body", None) or body_text(getattr(ns, "body", "") or "")
         if not body.strip():
             raise ValueError("insert_many needs rows on the lines after the command "
                              "(CSV with a header line, or JSON lines)")
-        kind = ns.format or detect_format(body)
+        kind = ns.format or detect_format(body[:4096])
         if kind == "csv":
             count = self.db.new_entries_csv(ns.table, body, create_columns=ns.create_columns)
         else:
-            columns, rows = parse_json_lines(body)
-            if ns.create_columns:
-                samples = [[row[i] for row in rows[:1000]] for i in range(len(columns))]
-                self._create_missing(ns.table, columns, samples)
-            count = self.db.new_entries(ns.table, columns, rows)
+            count = self.db.new_entries_jsonl(ns.table, body, create_columns=ns.create_columns)
         self.logger.info("Inserted %d rows into %s", count, ns.table)
         self.reply = f"{count} rows inserted into {ns.table.lower()}"
 
@@ -273,9 +331,22 @@ class DbAdmin(Server):
         wanted = _csv_list(ns.columns)
         if ns.limit is not None and ns.limit <= 0:
             raise ValueError(f"--limit must be positive, not {ns.limit}")
+        if ns.limit is not None and ns.limit > self.query_row_limit:
+            raise ValueError(f"--limit {ns.limit} is above this daemon's query_row_limit "
+                             f"({self.query_row_limit} rows); narrow --since/--until instead")
+        limit = ns.limit if ns.limit is not None else self.query_row_limit
+        # one row more than asked: whether there were more rows than the reply holds
         rows = self.db.fetch(ns.table, wanted, since=ns.since, until=ns.until, bucket=ns.bucket,
-                             limit=ns.limit)
-        self.reply = rows_to_csv(self._result_columns(ns.table, wanted), rows)
+                             limit=limit + 1)
+        cut = len(rows) > limit
+        del rows[limit:]
+        reply = rows_to_csv(self._result_columns(ns.table, wanted), rows)
+        if cut and ns.limit is None:
+            last = rows[-1][0]
+            last_time = last.isoformat() if hasattr(last, "isoformat") else last
+            reply += (f"\n# cut at {limit} rows (query_row_limit): more rows follow; ask again with "
+                      f"--since {last_time} (its rows come again) or narrow --since/--until")
+        self.reply = reply
 
     def _result_columns(self, table: str, wanted: Optional[list[str]]) -> list[str]:
         if wanted is not None:
@@ -293,12 +364,28 @@ class DbAdmin(Server):
     def retention(self) -> None:
         """``retention TABLE INTERVAL|off``: set or remove the retention policy."""
         ns = self.namespace
-        if ns.interval.strip().lower() == "off":
+        table = ns.table.lower()
+        word = ns.interval.strip().lower()
+        if word == "off":
             self.db.remove_retention_policy(ns.table)
-            self.reply = f"retention policy of {ns.table.lower()} removed"
+            self.reply = f"retention policy of {table} removed"
+        elif word == "now":
+            done = self.run_maintenance()
+            if "error" in done:
+                raise ValueError(f"retention run failed: {done['error']}")
+            runs = [run for run in done.get("retention", []) if run["table"] == table]
+            if not runs:
+                self.reply = f"no retention scheduled by db-admin for {table}"
+            elif runs[0]["error"]:
+                raise ValueError(f"retention of {table} failed: {runs[0]['error']}")
+            else:
+                self.reply = f"retention of {table}: {runs[0]['dropped']} chunk(s) dropped"
         else:
             self.db.set_retention_policy(ns.table, ns.interval)
-            self.reply = f"data of {ns.table.lower()} older than {ns.interval} will be dropped"
+            self.reply = f"data of {table} older than {ns.interval} will be dropped"
+            if self.db.timescaledb_edition == "apache":
+                self.reply += (f" (by db-admin every {self.retention_interval:g} s: the Apache "
+                               f"edition has no retention policies)")
 
     @_refusals_as_errors
     def compression(self) -> None:
@@ -319,8 +406,22 @@ class DbAdmin(Server):
             "database": self.db.server,
             "database_connected": conn is not None and not conn.closed,
             "database_version": (self.db.db_version or "").split(",")[0],
-            "timescaledb": self.db.timescaledb_version or ("off" if not self.db.timescaledb else "not installed"),
+            "timescaledb": self._timescaledb_text(),
+            "timescaledb_edition": self.db.timescaledb_edition,
         })
+        done = self.maintenance
+        if "error" in done:
+            fields["maintenance_error"] = done["error"]
+        for run in done.get("retention", []):
+            fields[f"retention_{run['table']}"] = (
+                f"failed: {run['error']}" if run["error"] else f"{run['dropped']} chunk(s) dropped")
+        jobs = done.get("failed_jobs", [])
+        if self.db.timescaledb_version:
+            fields["failed_jobs"] = len(jobs)
+        for job in jobs:
+            fields[f"failed_job_{job['job_id']}"] = (
+                f"{job['proc_name']} failed at {job['finish_time']}: "
+                f"{job['err_message'] or 'SQLSTATE ' + str(job['sqlerrcode'])}")
         return fields
 
     def quit(self) -> None:
@@ -329,7 +430,11 @@ class DbAdmin(Server):
         self.db.close()
 
     def close(self) -> None:
-        """Release socket and PID lock, and close the database connection (also when start fails)."""
+        """Release socket and PID lock, stop maintenance, close the database (also when start fails)."""
         super().close()
+        self._maintenance_stop.set()
+        thread = self._maintenance_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(30)
         self.db.close()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from lab_utils_common.config import Option
+from lab_utils_common.config import Option, byte_count
 from lab_utils_common.socket_comm import DaemonCommand
 
 from .daemon import SocketDaemon
@@ -22,7 +22,17 @@ COMMAND = DaemonCommand(
     SocketDaemon, "socket-daemon",
     description="Lab command daemon (lab_utils_common.socket_comm.Server): named values, echo, "
                 "log level, uptime, status. Talk to it with lab-utils-client.",
-    options=[Option("values_file", str, None, help="JSON file keeping the named values")],
+    options=[Option("values_file", str, None,
+                    help="SQLite file keeping the named values (a JSON file of earlier versions is "
+                         "migrated, the original kept as FILE.json-backup)"),
+             Option("max_name_size", byte_count(1, 64 * 1024), SocketDaemon.max_name_size,
+                    help="bytes of one value name"),
+             Option("max_value_size", byte_count(1, 1024 ** 3), SocketDaemon.max_value_size,
+                    help="bytes of one value"),
+             Option("max_values_size", byte_count(1, 1024 ** 4), SocketDaemon.max_values_size,
+                    help="bytes of every name and value together"),
+             Option("max_values_reply", byte_count(1024, 1024 ** 3), SocketDaemon.max_values_reply,
+                    help="bytes of one 'values' reply (larger listings: 'values --after')")],
     config_errors=(ValueFileError,))
 
 

@@ -1,4 +1,5 @@
-"""TimescaleDB 2.x: hypertables, continuous aggregates, policies (marked: needs the extension)."""
+"""TimescaleDB 2.x, both editions: hypertables and buckets everywhere (the Apache-edition container in
+CI); continuous aggregates and policies on the TSL edition (marked ``timescaledb_tsl``)."""
 
 from __future__ import annotations
 
@@ -20,16 +21,25 @@ def query(db: Database, statement: str, params=()) -> list:
     return db.cursor.fetchall()
 
 
+def make_beam(db: Database) -> Database:
+    db.create_timescale_db("beam")
+    db.new_column("beam", "current", DataType.double)
+    db.new_column("beam", "count", DataType.int)
+    db.new_column("beam", "note", DataType.string)
+    db.new_entries("beam", ["time", "current", "count", "note"],
+                   [(T0 + datetime.timedelta(seconds=20 * i), float(i), i, f"n{i}")
+                    for i in range(6)])
+    return db
+
+
 @pytest.fixture
 def beam(ts_db: Database) -> Database:
-    ts_db.create_timescale_db("beam")
-    ts_db.new_column("beam", "current", DataType.double)
-    ts_db.new_column("beam", "count", DataType.int)
-    ts_db.new_column("beam", "note", DataType.string)
-    ts_db.new_entries("beam", ["time", "current", "count", "note"],
-                      [(T0 + datetime.timedelta(seconds=20 * i), float(i), i, f"n{i}")
-                       for i in range(6)])
-    return ts_db
+    return make_beam(ts_db)
+
+
+@pytest.fixture
+def tsl_beam(tsl_db: Database) -> Database:
+    return make_beam(tsl_db)
 
 
 def test_time_table_is_a_hypertable(beam):
@@ -44,7 +54,9 @@ def test_injected_table_name_runs_nothing(ts_db):
     assert ts_db.check_table("x")
 
 
-def test_continuous_aggregate_averages_numeric_columns(beam):
+@pytest.mark.timescaledb_tsl
+def test_continuous_aggregate_averages_numeric_columns(tsl_beam):
+    beam = tsl_beam
     assert beam.create_aggregate_view("beam") == "beam_1min"
     rows = query(beam, "SELECT time, current_avg, count_avg FROM beam_1min ORDER BY 1")
     assert rows[0][:2] == (T0, 1.0) and float(rows[1][2]) == 4.0
@@ -64,7 +76,9 @@ def test_continuous_aggregate_averages_numeric_columns(beam):
         beam.create_aggregate_view("beam", recreate=False)
 
 
-def test_retention_and_compression_policies(beam):
+@pytest.mark.timescaledb_tsl
+def test_retention_and_compression_policies(tsl_beam):
+    beam = tsl_beam
     beam.set_retention_policy("beam", "30 days")
     beam.set_retention_policy("beam", datetime.timedelta(days=60))  # replaces, no duplicate
     beam.set_compression_policy("beam", "7 days", segment_by=["note"])
@@ -108,8 +122,8 @@ def test_create_database_installs_the_extension(ts_db, timescaledb_server, times
 
 
 def test_extension_is_installed_on_first_use(timescaledb_server, timescale_database):
-    name = f"{timescale_database}_bare"  # a database without the extension
-    timescaledb_server.execute(f'CREATE DATABASE "{name}"')
+    name = f"{timescale_database}_bare"  # a database without the extension (template1 may have it)
+    timescaledb_server.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
     db = Database(host=timescaledb_server.host, port=timescaledb_server.port, database=name,
                   user=timescaledb_server.user, password=timescaledb_server.password,
                   timescaledb=True)
@@ -139,3 +153,31 @@ def test_bucketed_fetch_gives_the_same_rows_with_and_without_timescaledb(ts_db, 
         plain = db.fetch("irregular", ["x"], bucket=bucket)
         assert [r[0] for r in plain] == [r[0] for r in with_timescaledb], bucket
         assert [r[1] for r in plain] == pytest.approx([r[1] for r in with_timescaledb], rel=1e-12)
+
+
+def test_plain_mode_works_on_postgresql_17_too(pg17_db):
+    """The library on the container's PostgreSQL 17 with timescaledb = off (PG 15 is the host's)."""
+    db = pg17_db
+    assert "PostgreSQL 17" in db.db_version and db.timescaledb_edition == "off"
+    make_beam(db)
+    assert db.fetch("beam", ["current"], bucket="1 minute") == [
+        (T0, 1.0), (T0 + datetime.timedelta(minutes=1), 4.0)]
+    assert db.create_aggregate_view("beam") == "beam_1min"
+    assert query(db, "SELECT time, current_avg FROM beam_1min ORDER BY 1") == [
+        (T0, 1.0), (T0 + datetime.timedelta(minutes=1), 4.0)]
+    assert db.new_entries_csv("beam", "time,current\n2024-03-01T13:00:00Z,7\n") == 1
+
+
+def test_apache_edition_is_detected_and_its_aggregate_is_a_time_bucket_view(beam):
+    if beam.timescaledb_license != "apache":  # a TSL server from LABUTILS_TEST_TIMESCALEDB_DSN
+        pytest.skip(f"the server runs the {beam.timescaledb_license!r} edition, not the Apache one")
+    assert (beam.timescaledb_license, beam.timescaledb_edition) == ("apache", "apache")
+    assert beam.status()["timescaledb_edition"] == "apache"
+    assert beam.create_aggregate_view("beam") == "beam_1min"
+    assert query(beam, "SELECT count(*) FROM timescaledb_information.continuous_aggregates") == [(0,)]
+    assert "time_bucket" in query(beam, "SELECT pg_get_viewdef('beam_1min')")[0][0]
+    rows = query(beam, "SELECT time, current_avg, count_avg FROM beam_1min ORDER BY 1")
+    assert [r[:2] for r in rows] == beam.fetch("beam", ["current"], bucket="1 minute")
+    assert set(beam.list_columns("beam_1min")) == {"time", "current_avg", "count_avg"}
+    with pytest.raises(psycopg2.NotSupportedError, match="needs the TSL .* apache edition"):
+        beam.set_compression_policy("beam", "7 days")

@@ -143,8 +143,9 @@ def test_create_database(db_admin, postgres_server):
         postgres_server.psql(f'DROP DATABASE IF EXISTS "{name}"')
 
 
-@pytest.mark.timescaledb
-def test_timescale_commands(ts_admin):
+@pytest.mark.timescaledb_tsl
+def test_timescale_commands(tsl_admin):
+    ts_admin = tsl_admin
     assert ts_admin.send("create_table beam") == "table beam created"
     ts_admin.send("add_column beam current double")
     ts_admin.send("insert_many beam\ntime,current\n2024-05-01T12:00:00Z,1\n2024-05-01T12:00:30Z,2\n")

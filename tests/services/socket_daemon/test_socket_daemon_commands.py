@@ -1,7 +1,7 @@
 """socket-daemon's lab commands over real sockets."""
 
-import json
 import logging
+import sqlite3
 
 import pytest
 
@@ -19,7 +19,8 @@ def test_set_get_unset_values(daemon, tmp_path):
     assert daemon.send("set setpoint 3.5 K") == "setpoint = 3.5 K"
     assert daemon.send("get {pump speed}") == "40"
     assert daemon.send("values") == "pump speed = 40\nsetpoint = 3.5 K"
-    assert json.loads((tmp_path / "values.json").read_text()) == {"pump speed": "40", "setpoint": "3.5 K"}
+    stored = sqlite3.connect(tmp_path / "values.json").execute("SELECT name, value FROM named_value").fetchall()
+    assert sorted(stored) == [("pump speed", "40"), ("setpoint", "3.5 K")]
     assert daemon.send("unset setpoint") == "unset setpoint"
     assert daemon.send("get setpoint") == "Error! no value named 'setpoint' (set: pump speed)"
 
@@ -48,7 +49,9 @@ def test_echo_uptime_help(daemon):
         assert f"\n    {command} " in help_text
 
 
-def test_log_level_change(daemon):
+def test_log_level_change(socket_server_factory, tmp_path):
+    daemon = socket_server_factory(SocketDaemon, settings={"allow_unauthenticated_admin": True})
+    logging.getLogger("pump")
     root = logging.getLogger()
     previous = root.level
     try:
@@ -57,6 +60,9 @@ def test_log_level_change(daemon):
         assert daemon.send("log_level DEBUG --logger pump") == "log level of 'pump' set to DEBUG"
         assert logging.getLogger("pump").level == logging.DEBUG
         assert daemon.send("log_level LOUD").startswith("Error! 'LOUD' is not a logging level")
+        daemon.server.allow_unauthenticated_admin = False
+        assert daemon.send("log_level ERROR --logger pump").startswith("Error! log level ERROR for 'pump' refused")
+        assert logging.getLogger("pump").level == logging.DEBUG
     finally:
         root.setLevel(previous)
         logging.getLogger("pump").setLevel(logging.NOTSET)

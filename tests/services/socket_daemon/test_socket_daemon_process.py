@@ -81,3 +81,51 @@ def test_port_in_use_exits_1(tmp_path):
         done = subprocess.run(daemon_command(tmp_path, port), capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert f"cannot bind 127.0.0.1:{port}" in done.stderr
+
+
+def _run_with_config(tmp_path, content: bytes, *extra, env_extra=None):
+    ini = tmp_path / "server.ini"
+    ini.write_bytes(content)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABUTILS_")}
+    env.update(env_extra or {})
+    # A value that is not refused makes the daemon serve: the timeout then fails the test.
+    return ini, subprocess.run([sys.executable, "-m", "socket_daemon", "--config", str(ini),
+                                "--host", "127.0.0.1", "--port", "0", "--pid-file",
+                                str(tmp_path / "p.pid"), *extra],
+                               capture_output=True, text=True, timeout=60, env=env)
+
+
+@pytest.mark.parametrize("section,option,value", [
+    ("Overall", "max_backlog", "99999999999"),     # was OverflowError in listen()
+    ("Overall", "receive_timeout", "inf"),         # was accepted: a client could hold a slot forever
+    ("Overall", "send_timeout", "nan"),
+    ("Overall", "max_connections", "0"),
+    ("SocketDaemon", "max_value_size", "0"),
+    ("SocketDaemon", "max_values_size", "-1"),
+    ("SocketDaemon", "max_values_reply", "10"),
+    ("SocketDaemon", "max_name_size", "lots"),
+])
+def test_out_of_range_value_exits_2_naming_file_section_option_and_value(tmp_path, section, option, value):
+    body = f"[{section}]\n{option} = {value}\n"
+    if section != "Overall":
+        body = "[Overall]\n" + body
+    ini, done = _run_with_config(tmp_path, body.encode())
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert str(ini) in done.stderr and f"[{section}]" in done.stderr
+    assert f"{option!r}" in done.stderr and f"{value!r}" in done.stderr
+
+
+def test_config_file_that_never_ends_exits_2_naming_the_limit(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "socket_daemon", "--config", "/dev/zero", "--pid-file",
+                           str(tmp_path / "p.pid")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "'/dev/zero'" in done.stderr and "LABUTILS_CONFIG_MAX_SIZE" in done.stderr
+
+
+def test_config_file_over_the_size_limit_or_binary_exits_2(tmp_path):
+    _, done = _run_with_config(tmp_path, b"[Overall]\n" + b"#" * 2000 + b"\n",
+                               env_extra={"LABUTILS_CONFIG_MAX_SIZE": "1024"})
+    assert done.returncode == 2 and "larger than 1024 bytes (LABUTILS_CONFIG_MAX_SIZE)" in done.stderr
+    _, done = _run_with_config(tmp_path, b"[Overall]\nhost = \x00\x01\n")
+    assert done.returncode == 2 and "NUL byte" in done.stderr
