@@ -5,6 +5,13 @@
 set -euo pipefail
 
 if [ "$(id -u)" = 0 ]; then
+    # As the official image: the password file is read as root (a compose secret of mode 0600 that
+    # belongs to another user), before this script becomes postgres.
+    if [ -n "${POSTGRES_PASSWORD_FILE:-}" ] && [ -r "$POSTGRES_PASSWORD_FILE" ]; then
+        POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE")
+        export POSTGRES_PASSWORD
+        unset POSTGRES_PASSWORD_FILE
+    fi
     # A fresh named volume belongs to root: hand it to postgres, then restart this script as postgres.
     mkdir -p "$PGDATA"
     chown postgres:postgres "$PGDATA"
@@ -77,4 +84,5 @@ SQL
     echo "docker-entrypoint: database cluster created in $PGDATA (user $user, database $db)"
 fi
 
+unset POSTGRES_PASSWORD  # not in the server's environment
 exec postgres "${@:2}"

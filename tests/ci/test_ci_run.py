@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = ("install-system-packages", "docker-engine", "build-offline-images", "test")
+STEPS = ("install-system-packages", "docker-engine", "up", "test", "lint")
 
 
 def make_tree(tmp_path: Path, failing: str = "") -> Path:
@@ -40,7 +40,8 @@ def test_all_steps_pass_and_the_tests_get_the_engine_address(tmp_path):
     status, calls = run_ci(make_tree(tmp_path))
     assert status == 0
     assert [call.split()[0] for call in calls] == list(STEPS)
-    assert calls[-1] == "test DOCKER_HOST=unix:///stub.sock"
+    # Every step after the engine's start gets its address.
+    assert calls[2:] == [f"{step} DOCKER_HOST=unix:///stub.sock" for step in STEPS[2:]]
 
 
 @pytest.mark.parametrize("failing", STEPS)

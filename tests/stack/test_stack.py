@@ -36,8 +36,14 @@ def wait_until(condition, timeout: float, what: str):
         time.sleep(0.1)
 
 
+def token_file(stack, service: str) -> str:
+    return str(stack.secrets_dir / f"{service.replace('-', '_')}_token")
+
+
 def send(stack, service: str, message: str) -> str:
-    return Client(host="127.0.0.1", port=stack.port(service), timeout=30).send_message(message)
+    """Send with the daemon's token (log-relay and the mail sink have none)."""
+    return Client(host="127.0.0.1", port=stack.port(service), timeout=30,
+                  token_file=token_file(stack, service)).send_message(message)
 
 
 def mail_bodies(stack) -> list[str]:
@@ -99,21 +105,46 @@ def test_the_service_images_share_every_layer_but_their_own_last_ones(lab_stack)
         f"only the first {common} layers are shared: {layers}"
 
 
+def test_the_test_stack_keeps_apart_from_a_users_stack(lab_stack):
+    """Own project, own image tag (a user's lab-utils/*:latest are never retagged), own ports."""
+    for service in ("socket-daemon", "db-admin", "log-relay", "mail-sink"):
+        container = lab_stack.container(service)
+        assert container.labels["com.docker.compose.project"] == lab_stack.project
+        assert container.attrs["Config"]["Image"] == f"lab-utils/{service}:{lab_stack.image_tag}"
+    assert {lab_stack.port(service) for service in ("socket-daemon", "db-admin", "log-relay")}.isdisjoint(
+        {1507, 1508, 9020})
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+@pytest.mark.parametrize("service", ["socket-daemon", "db-admin"])
+def test_daemons_take_their_token_from_a_compose_secret(lab_stack, service):
+    container = lab_stack.container(service)
+    assert container.attrs["Config"]["User"] == "labutils"
+    without = Client(host="127.0.0.1", port=lab_stack.port(service), timeout=30).send_message("status")
+    assert without.startswith("Error!") and "token" in without, without
+    # Inside the container lab-utils-client finds its daemon and the token by itself (compose env).
+    result = container.exec_run(["lab-utils-client", "status"])
+    assert result.exit_code == 0 and "status: running" in result.output.decode(), result.output.decode()
+
+
 # --------------------------------------------------------------------------- socket-daemon
 
 
 def test_socket_daemon_speaks_to_the_new_client_and_to_lab_utils_054(lab_stack):
     assert send(lab_stack, "socket-daemon", "set {beam current} 3.5") == "beam current = 3.5"
     old_client = Client054(host="127.0.0.1", port=lab_stack.port("socket-daemon"))
-    assert old_client.send_message("get {beam current}") == "3.5"
-    assert old_client.send_message("echo hello lab").strip() == "hello lab"
+    auth = f"#auth {lab_stack.token('socket-daemon')}\n"  # a 0.5.x client sends the token line itself
+    assert old_client.send_message(auth + "get {beam current}") == "3.5"
+    assert old_client.send_message(auth + "echo hello lab").strip() == "hello lab"
     assert send(lab_stack, "socket-daemon", "status").startswith("status: running")
 
 
 def test_lab_utils_client_command_line_reaches_every_daemon(lab_stack):
     for service in ("socket-daemon", "db-admin"):
         done = subprocess.run([str(Path(sys.executable).parent / "lab-utils-client"), "--host", "127.0.0.1", "--port",
-                               str(lab_stack.port(service)), "status"],
+                               str(lab_stack.port(service)), "--token-file", token_file(lab_stack, service), "status"],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, f"{service}: {done.stdout}{done.stderr}"
         assert "running" in done.stdout
