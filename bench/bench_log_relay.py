@@ -152,7 +152,7 @@ def spool_rows(payloads: list[bytes]) -> list[tuple]:
         parser = RecordParser()
         for r in parser.feed(data) + parser.flush():
             rows.append((now, "127.0.0.1", r.date, r.level, r.levelno, r.app, r.module, r.function,
-                         r.message, r.note))
+                         r.message, r.note, None, None))
     return rows
 
 

@@ -34,7 +34,7 @@ from typing import NamedTuple, Optional
 
 from lab_utils_common.alarm_wire import unescape_message
 
-__all__ = ["ParsedRecord", "RecordParser", "UNPARSED_LEVEL", "level_number"]
+__all__ = ["ParsedRecord", "RecordParser", "UNPARSED_LEVEL", "level_number", "parse_line"]
 
 #: The level given to input that is not a record (it is always delivered).
 UNPARSED_LEVEL = "UNPARSED"
@@ -140,6 +140,19 @@ def raw_record(data: bytes, note: Optional[str] = None) -> ParsedRecord:
         date=None, level=UNPARSED_LEVEL, app=None, module=None, function=None, message=text,
         note=_join_notes("not a lab-utils record: kept as raw text", note,
                          None if valid else "invalid UTF-8 shown as \\x escapes"))
+
+
+def parse_line(data: bytes, max_record_size: int) -> ParsedRecord:
+    """Parse one line of this project's sender (without its sequence number), cut at
+    ``max_record_size`` bytes with a note."""
+    if len(data) > max_record_size:
+        note = (f"record of {len(data)} bytes cut at max_record_size = {max_record_size} "
+                "bytes; the rest was discarded")
+        head = data[:max_record_size]
+        return parse_record(head, note) if _HEADER.match(head) else raw_record(head, note)
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    return parse_record(data) if _START.match(data) else raw_record(data)
 
 
 class RecordParser:

@@ -87,6 +87,8 @@ def _relay_options(default_port: int) -> list[Option]:
         Option("subject_template", check_subject_template, DEFAULT_SUBJECT_TEMPLATE),
         Option("retention", non_negative_float, timing.retention),
         Option("max_backlog", positive_int, 200000),
+        Option("max_backlog_bytes", positive_int, 64 << 20),
+        Option("max_connections", positive_int, 500),
         Option("heartbeat_interval", positive_float, 5.0),
         Option("unhealthy_after", positive_float, 1800.0),
         Option("drain_timeout", positive_float, 5.0),
@@ -112,6 +114,8 @@ class RelaySettings:
     tail_wait: float = 0.25
     timing: DeliveryTiming = field(default_factory=DeliveryTiming)
     max_backlog: int = 200000
+    max_backlog_bytes: int = 64 << 20
+    max_connections: int = 500
     heartbeat_interval: float = 5.0
     unhealthy_after: float = 1800.0
     drain_timeout: float = 5.0
@@ -161,6 +165,8 @@ class RelaySettings:
                    sinks=sinks, min_level=values["min_level"],
                    max_record_size=values["max_record_size"], tail_wait=values["tail_wait"],
                    timing=timing, max_backlog=values["max_backlog"],
+                   max_backlog_bytes=values["max_backlog_bytes"],
+                   max_connections=values["max_connections"],
                    heartbeat_interval=values["heartbeat_interval"],
                    unhealthy_after=values["unhealthy_after"],
                    drain_timeout=values["drain_timeout"])

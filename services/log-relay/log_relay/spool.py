@@ -32,7 +32,8 @@ from typing import Iterable, NamedTuple, Optional, Sequence
 
 __all__ = ["Spool", "SpoolError", "SpooledRecord", "PendingGroup", "SpoolStatus", "RecordRow"]
 
-#: One row to append: received_at, peer, date, level, levelno, app, module, function, message, note.
+#: One row to append: received_at, peer, date, level, levelno, app, module, function, message, note,
+#: sender, seq (the last two None for a sender without acknowledgements: 0.5.x).
 RecordRow = tuple
 
 _SCHEMA = """
@@ -47,7 +48,9 @@ CREATE TABLE IF NOT EXISTS records (
     module      TEXT,
     function    TEXT,
     message     TEXT NOT NULL,
-    note        TEXT
+    note        TEXT,
+    sender      TEXT,
+    seq         INTEGER
 );
 CREATE TABLE IF NOT EXISTS outbox (
     sink        TEXT NOT NULL,
@@ -65,6 +68,11 @@ CREATE TABLE IF NOT EXISTS groups (
     last_sent_at REAL NOT NULL,
     PRIMARY KEY (sink, app, level)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS senders (
+    sender    TEXT PRIMARY KEY,
+    last_seq  INTEGER NOT NULL,
+    last_seen REAL NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT
@@ -72,7 +80,10 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 _INSERT_RECORD = ("INSERT INTO records (id, received_at, peer, date, level, levelno, app, module, "
-                  "function, message, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                  "function, message, note, sender, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_UPSERT_SENDER = ("INSERT INTO senders (sender, last_seq, last_seen) VALUES (?, ?, ?) "
+                  "ON CONFLICT (sender) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq), "
+                  "last_seen = excluded.last_seen")
 # One statement queues a whole batch for every sink: records at or above the email
 # threshold, and those whose level is unknown (unparsed input is always delivered).
 _INSERT_OUTBOX = (
@@ -170,6 +181,10 @@ class Spool:
                                      f"(journal mode stays {mode!r})")
                 db.execute("PRAGMA synchronous = FULL")
                 db.executescript(_SCHEMA)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(records)")}
+                for column, kind in (("sender", "TEXT"), ("seq", "INTEGER")):
+                    if column not in columns:  # a spool written before acknowledgements
+                        db.execute(f"ALTER TABLE records ADD COLUMN {column} {kind}")
             else:
                 db.execute("SELECT 1 FROM records LIMIT 1")
         except sqlite3.Error as exc:
@@ -183,21 +198,30 @@ class Spool:
 
     # ------------------------------------------------------------------ writing records
 
+    def sender_sequences(self) -> dict[str, int]:
+        """The last sequence number committed for each acknowledged sender."""
+        return dict(self._db.execute("SELECT sender, last_seq FROM senders").fetchall())
+
     def next_record_id(self) -> int:
         """The id the next appended record gets (ids are assigned by the single writer)."""
         return self._db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM records").fetchone()[0]
 
     def append(self, rows: Sequence[RecordRow], *, first_id: int, sinks: Iterable[str],
-               min_level: int) -> None:
-        """Insert ``rows`` with ids from ``first_id`` and queue them for ``sinks``, in one commit."""
-        if not rows:
+               min_level: int, senders: Optional[dict[str, int]] = None) -> None:
+        """Insert ``rows`` with ids from ``first_id`` and queue them for ``sinks``, and note
+        ``senders`` ({sender id: last sequence number}), in one commit."""
+        if not rows and not senders:
             return
         last_id = first_id + len(rows) - 1
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(_INSERT_RECORD, [(first_id + i, *row) for i, row in enumerate(rows)])
-            db.execute(_INSERT_OUTBOX, (json.dumps(list(sinks)), first_id, last_id, min_level))
+            if rows:
+                db.executemany(_INSERT_RECORD, [(first_id + i, *row) for i, row in enumerate(rows)])
+                db.execute(_INSERT_OUTBOX, (json.dumps(list(sinks)), first_id, last_id, min_level))
+            if senders:
+                now = time.time()
+                db.executemany(_UPSERT_SENDER, [(sender, seq, now) for sender, seq in senders.items()])
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -263,6 +287,8 @@ class Spool:
         cursor = self._db.execute(
             "DELETE FROM records WHERE received_at < ? AND NOT EXISTS "
             "(SELECT 1 FROM outbox WHERE outbox.record_id = records.id)", (older_than,))
+        # A sender silent that long has nothing unacknowledged left to send again.
+        self._db.execute("DELETE FROM senders WHERE last_seen < ?", (older_than,))
         return cursor.rowcount
 
     # ------------------------------------------------------------------ status
