@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Mapping, Optional
 
+from lab_utils_common.safe_text import display_text, header_text
 from lab_utils_common.config import (
     InvalidValueError,
     MissingOptionError,
@@ -185,15 +186,19 @@ class MailSettings:
 
 
 def build_message(settings: MailSettings, subject: str, body: str) -> EmailMessage:
-    """One plain-text message from ``settings.sender`` to ``settings.recipients``."""
+    """One plain-text message from ``settings.sender`` to ``settings.recipients``; the subject
+    and body shown as sent (:mod:`lab_utils_common.safe_text`), never interpreted."""
     message = EmailMessage()
-    # A header cannot hold a line break (and must not: header injection); fold it into spaces.
-    message["Subject"] = " ".join(str(subject).split())
+    # A header must not gain a line break (header injection): folded, encoded words defused.
+    message["Subject"] = header_text(subject)
     message["From"] = settings.sender
     message["To"] = ", ".join(settings.recipients)
     message["Date"] = email.utils.formatdate(localtime=True)
     message["Message-ID"] = email.utils.make_msgid(domain=_sender_domain(settings.sender))
-    message.set_content(body)
+    message.set_content(display_text(body))
+    for name, value in message.items():
+        if "\r" in value or "\n" in value:  # defence in depth: never send such a message
+            raise ValueError(f"mail header {name} would hold a line break: {value!r}")
     return message
 
 

@@ -204,3 +204,25 @@ def test_unknown_security_mode_names_value(tmp_path, credentials_file):
 def test_missing_mail_host_names_env_variable():
     with pytest.raises(MissingOptionError, match="LABUTILS_MAILHANDLER_MAIL_HOST"):
         MailSettings.from_config(environ={})
+
+
+INJECTED = "=?utf-8?q?=0D=0AReply-To:_evil@example.net=0D=0AContent-Type:_text/html?= pump"
+
+
+def test_an_encoded_word_is_never_decoded_into_a_header(smtp_server):
+    settings = settings_for(smtp_server)
+    send_email(settings, build_message(settings, INJECTED, "body"))
+    [message] = smtp_server.wait_for(1)
+    assert message["Reply-To"] is None
+    assert message.get_content_type() == "text/plain"
+    # Shown as sent: the encoded word is text (a zero-width space keeps it from being one).
+    assert message["Subject"].replace("\u200b", "") == INJECTED
+
+
+def test_control_and_bidi_characters_are_shown_escaped(smtp_server):
+    settings = settings_for(smtp_server)
+    send_email(settings, build_message(settings, "valve\x00 \x1b[31mred \u202eevil \u2066x",
+                                       "line\x07 one\nreversed \u202e here\tand \u2066isolate"))
+    [message] = smtp_server.wait_for(1)
+    assert message["Subject"] == "valve\\x00 \\x1b[31mred \\u202eevil \\u2066x"
+    assert message.get_content() == "line\\x07 one\nreversed \\u202e here\tand \\u2066isolate\n"

@@ -22,6 +22,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from lab_utils_common.safe_text import display_text
+
 from log_relay.record_parser import UNPARSED_LEVEL
 from log_relay.spool import SpooledRecord
 
@@ -33,13 +35,9 @@ SUBJECT_FIELDS = ("subject", "level", "app", "count", "first_message", "more", "
 
 DEFAULT_SUBJECT_TEMPLATE = "{subject} [{level}] {app}: {first_message}{more}"
 
-# Control characters (other than tab and newline) shown as escapes: a NUL or an
-# escape sequence from binary input must not reach a mail client or a terminal raw.
-_CONTROL = {code: f"\\x{code:02x}" for code in [*range(0, 9), *range(11, 32), 127]}
-
-
 def _printable(text: Optional[str]) -> str:
-    return "" if text is None else text.translate(_CONTROL)
+    # A NUL, an escape sequence or a bidi override must not reach a mail client raw.
+    return "" if text is None else display_text(text)
 
 
 def due_at(oldest_pending: float, last_sent_at: Optional[float], group_wait: float,

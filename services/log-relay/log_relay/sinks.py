@@ -17,6 +17,7 @@ import urllib.request
 from typing import Protocol
 
 from lab_utils_common.mail import MailSettings, build_message, send_email
+from lab_utils_common.safe_text import slack_text
 
 from log_relay.digest import DEFAULT_SUBJECT_TEMPLATE, Digest
 
@@ -91,7 +92,9 @@ class SlackSink:
         body = digest.body
         if len(body) > self.max_text:
             body = body[:self.max_text] + "\n... (cut; the e-mail has the whole digest)"
-        text = f"*{digest.subject(self.subject_template, self.base_subject)}*\n```{body}```"
+        # Escaped as Slack documents: no mention, link or fence from a sender's text.
+        subject = slack_text(digest.subject(self.subject_template, self.base_subject))
+        text = f"*{subject}*\n```{slack_text(body)}```"
         request = urllib.request.Request(
             self._url, data=json.dumps({"text": text}).encode("utf-8"), method="POST",
             headers={"Content-Type": "application/json"})
