@@ -27,7 +27,7 @@ from lab_utils_common.safe_text import display_text
 from log_relay.record_parser import UNPARSED_LEVEL
 from log_relay.spool import SpooledRecord
 
-__all__ = ["Digest", "build_digest", "due_at", "check_subject_template", "SUBJECT_FIELDS",
+__all__ = ["Digest", "build_digest", "cut_record", "dead_letter_digest", "due_at", "check_subject_template", "SUBJECT_FIELDS",
            "DEFAULT_SUBJECT_TEMPLATE"]
 
 #: The placeholders a subject template may use.
@@ -164,3 +164,28 @@ def build_digest(records: Sequence[SpooledRecord], *, app: str, level: str,
                  f"(spool record ids {records[0].id}..{records[-1].id}).")
     return Digest(app=app, level=level, records=list(records), body="\n".join(lines) + "\n",
                   attachment=attachment, remaining=remaining)
+
+
+def cut_record(record: SpooledRecord, keep: int, error: str) -> SpooledRecord:
+    """The record with its message cut to ``keep`` characters and a note saying why (the
+    whole record stays in the spool)."""
+    if len(record.message) <= keep:
+        return record
+    note = (f"message cut from {len(record.message)} to {keep} characters: the mail server "
+            f"refused it whole ({error}); the whole record stays in the spool, id {record.id}")
+    return record._replace(message=record.message[:keep],
+                           note=f"{record.note}; {note}" if record.note else note)
+
+
+def dead_letter_digest(parked: Sequence[tuple[SpooledRecord, str]]) -> Digest:
+    """A digest of its own about records a sink refused for good (the dead letters)."""
+    records = [record._replace(
+        message=f"[{record.level} from {record.app or 'unparsed input'}] "
+                + (record.message[:300] + "..." if len(record.message) > 300 else record.message),
+        note=f"refused for good: {error}") for record, error in parked]
+    digest = build_digest(records, app="log-relay", level="DEAD_LETTER", max_lines=len(records))
+    body = (f"{len(records)} record(s) were refused by the mail server for good, even cut, and "
+            "are parked in the spool as dead letters (log-relay status counts them).\n\n"
+            + digest.body)
+    return Digest(app="log-relay", level="DEAD_LETTER", records=records, body=body,
+                  attachment=None, remaining=0)

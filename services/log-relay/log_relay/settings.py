@@ -68,6 +68,13 @@ def _record_size(text: str) -> int:
     return value
 
 
+def _message_size(text: str) -> int:
+    value = positive_int(text)
+    if value < 16384:
+        raise ValueError(f"{value} bytes is too small for a mail (at least 16384)")
+    return value
+
+
 def _relay_options(default_port: int) -> list[Option]:
     timing = DeliveryTiming()
     return [
@@ -89,6 +96,7 @@ def _relay_options(default_port: int) -> list[Option]:
         Option("max_backlog", positive_int, 200000),
         Option("max_backlog_bytes", positive_int, 64 << 20),
         Option("max_connections", positive_int, 500),
+        Option("max_message_bytes", _message_size, 10 << 20),
         Option("heartbeat_interval", positive_float, 5.0),
         Option("unhealthy_after", positive_float, 1800.0),
         Option("drain_timeout", positive_float, 5.0),
@@ -153,7 +161,8 @@ class RelaySettings:
                 option="retry_max", value=values["retry_max"])
         sinks: tuple[Sink, ...] = ()
         if with_sinks:
-            sinks = tuple(cls._sink(name, config_file, parser, environ, values["subject_template"])
+            sinks = tuple(cls._sink(name, config_file, parser, environ, values["subject_template"],
+                                    values["max_message_bytes"])
                           for name in values["sinks"])
         timing = DeliveryTiming(
             group_wait=values["group_wait"], group_interval=values["group_interval"],
@@ -172,12 +181,13 @@ class RelaySettings:
                    drain_timeout=values["drain_timeout"])
 
     @staticmethod
-    def _sink(name: str, config_file: Optional[str], parser, environ, subject_template: str) -> Sink:
+    def _sink(name: str, config_file: Optional[str], parser, environ, subject_template: str,
+              max_message_bytes: int) -> Sink:
         if name == "mail":
             mail = MailSettings.from_config(
                 config_file if parser is not None and parser.has_section("MailHandler") else None,
                 environ=environ)
-            return MailSink(mail, subject_template)
+            return MailSink(mail, subject_template, max_message_bytes=max_message_bytes)
         slack_parser = parser if parser is not None and parser.has_section("SlackLogger") else None
         values = load_section("SlackLogger", [
             Option("webhook_url", str, None, secret=True),

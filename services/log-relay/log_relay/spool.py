@@ -73,6 +73,14 @@ CREATE TABLE IF NOT EXISTS senders (
     last_seq  INTEGER NOT NULL,
     last_seen REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    sink      TEXT NOT NULL,
+    record_id INTEGER NOT NULL,
+    error     TEXT NOT NULL,
+    parked_at REAL NOT NULL,
+    notified  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (sink, record_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT
@@ -282,11 +290,46 @@ class Spool:
                 db.execute("ROLLBACK")
             raise
 
+    def park(self, sink: str, app: str, level: str, ids: Sequence[int], error: str) -> None:
+        """Move records the sink refuses for good out of its outbox into the dead letters."""
+        db = self._db
+        now = time.time()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("DELETE FROM outbox WHERE sink = ? AND app = ? AND level = ? "
+                           "AND record_id = ?", [(sink, app, level, i) for i in ids])
+            db.executemany("INSERT OR REPLACE INTO dead_letters (sink, record_id, error, parked_at) "
+                           "VALUES (?, ?, ?, ?)", [(sink, i, error, now) for i in ids])
+            self._set_meta({"last_dead_letter": f"{sink}: {len(ids)} record(s) of {app or '?'} "
+                                                f"{level}: {error}",
+                            "last_dead_letter_at": _iso(now)})
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def dead_letters_to_notify(self, sink: str, limit: int) -> list[tuple[SpooledRecord, str]]:
+        """Dead letters of ``sink`` nobody was told about yet, with the error that parked them."""
+        rows = self._db.execute(
+            "SELECT r.id, r.received_at, r.peer, r.date, r.level, r.app, r.module, r.function, "
+            "r.message, r.note, d.error FROM dead_letters AS d JOIN records AS r ON r.id = d.record_id "
+            "WHERE d.sink = ? AND d.notified = 0 ORDER BY d.record_id LIMIT ?",
+            (sink, limit)).fetchall()
+        return [(SpooledRecord(*row[:10]), row[10]) for row in rows]
+
+    def mark_dead_letters_notified(self, sink: str, ids: Sequence[int]) -> None:
+        """Note that the dead-letter digest about ``ids`` went out."""
+        self._db.executemany("UPDATE dead_letters SET notified = 1 WHERE sink = ? AND record_id = ?",
+                             [(sink, i) for i in ids])
+
     def purge(self, older_than: float) -> int:
         """Delete records received before ``older_than`` that no sink still has to deliver."""
         cursor = self._db.execute(
             "DELETE FROM records WHERE received_at < ? AND NOT EXISTS "
             "(SELECT 1 FROM outbox WHERE outbox.record_id = records.id)", (older_than,))
+        self._db.execute("DELETE FROM dead_letters WHERE parked_at < ? AND notified = 1",
+                         (older_than,))
         # A sender silent that long has nothing unacknowledged left to send again.
         self._db.execute("DELETE FROM senders WHERE last_seen < ?", (older_than,))
         return cursor.rowcount
@@ -321,6 +364,7 @@ class Spool:
             oldest = db.execute("SELECT MIN(received_at) FROM outbox").fetchone()[0]
             total = db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            meta["dead_letters"] = str(db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
         finally:
             db.execute("COMMIT")
         return SpoolStatus(path=self.path, queue_depth=depth, oldest_undelivered_at=oldest,
@@ -328,6 +372,6 @@ class Spool:
 
     def count(self, sql_where: str = "1", table: str = "records") -> int:
         """Count rows (for tests and benchmarks); ``sql_where`` is trusted code, not input."""
-        if table not in ("records", "outbox"):
-            raise ValueError(f"table {table!r} is not records or outbox")
+        if table not in ("records", "outbox", "dead_letters"):
+            raise ValueError(f"table {table!r} is not records, outbox or dead_letters")
         return self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE {sql_where}").fetchone()[0]

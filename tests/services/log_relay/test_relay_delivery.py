@@ -228,18 +228,18 @@ def test_retries_back_off_exponentially_up_to_retry_max_then_start_over(relay_fa
         send_to_relay(relay.port, alarm_line("pumpctl", "ERROR", "nobody listens"))
         wait_until(lambda: len(retries()) >= 6, 20, lambda: f"{len(retries())} failed attempts")
         failed = retries()[:6]
-        # args: sink, attempt number, delay, error
-        assert [(r.args[1], r.args[2]) for r in failed] == [(1, 0.05), (2, 0.1), (3, 0.2), (4, 0.4),
+        # args: app, level, sink, attempt number, delay, error
+        assert [(r.args[3], r.args[4]) for r in failed] == [(1, 0.05), (2, 0.1), (3, 0.2), (4, 0.4),
                                                             (5, 0.4), (6, 0.4)]
         for before, after in zip(failed, failed[1:]):  # never tried again before the delay ran out
-            assert after.created - before.created >= before.args[2] * 0.9
+            assert after.created - before.created >= before.args[4] * 0.9
         smtp_server.start()
         relay.wait_delivered(1)
         caplog.clear()
         smtp_server.stop()  # a new outage starts the back-off from retry_initial again
         send_to_relay(relay.port, alarm_line("pumpctl", "ERROR", "again"))
         wait_until(lambda: len(retries()) >= 1, 20, lambda: "no failed attempt")
-        assert retries()[0].args[1:3] == (1, 0.05)
+        assert retries()[0].args[3:5] == (1, 0.05)
 
 
 def test_records_after_the_first_digest_wait_for_group_interval_and_go_out_together(relay_factory,
