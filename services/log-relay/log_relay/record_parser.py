@@ -110,10 +110,13 @@ def parse_record(data: bytes, note: Optional[str] = None) -> ParsedRecord:
     if len(stripped) != len(rest) and stripped.endswith(b"}"):
         # "}\n": this project's line, the message escaped so that it is one line.
         body, complete, escaped = stripped[:-1], True, True
-    elif rest.endswith(b"}") and _TRACE.search(rest) is None:
+    elif rest.endswith(b"}"):
+        # 0.5.x. 0.5.4's configure_logging puts the traceback inside the braces; a message
+        # may hold "}" + line break + "Traceback" itself ("failed with {ctx}" + exc_info).
         body, complete, escaped = rest[:-1], True, False
     else:
-        # 0.5.x with exc_info: "...--message {text}\nTraceback ...". Keep the traceback.
+        # 0.5.x with a plain logging.Formatter and exc_info: "...--message {text}\nTraceback
+        # ..." (the traceback after the closing brace). Keep the traceback.
         trace = _TRACE.search(rest)
         cut = trace.start() if trace else rest.find(b"}\n")
         if cut >= 0:
