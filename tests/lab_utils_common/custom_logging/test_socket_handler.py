@@ -276,3 +276,15 @@ def test_a_streaming_receiver_gets_the_lines_after_the_first_on_the_same_connect
         logger.error("streamed %d", i)
     assert messages(line_receiver.wait_for(300)) == [f"streamed {i}" for i in range(300)]
     assert line_receiver.connections == 1 and not handler.one_message_per_connection
+
+
+def test_dropped_counts_each_record_once_at_close(line_receiver, make_handler, logger, capsys):
+    line_receiver.stop()
+    handler = make_handler(line_receiver, queue_size=100, flush_timeout=0.2)
+    logger.addHandler(handler)
+    for i in range(1000):
+        logger.error("nobody listens %d", i)
+    assert handler.dropped == 900
+    handler.close()
+    assert handler.dropped == 1000  # before: 1,900 (the 900 counted again at close)
+    assert "100 alarm record(s) not delivered" in capsys.readouterr().err
