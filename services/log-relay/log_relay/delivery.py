@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import time
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Optional, Sequence
 
 from lab_utils_common.custom_logging import getLogger
 
-from log_relay.digest import build_digest, cut_record, dead_letter_digest, due_at
+from log_relay.digest import build_digest, cut_record, dead_letter_digest, due_at, summary_digest
 from log_relay.sinks import Sink
 from log_relay.spool import Spool
 
@@ -45,6 +46,9 @@ class DeliveryTiming:
     retry_max: float = 300.0
     max_records: int = 5000
     max_lines: int = 50
+    #: digests per sink in any ``group_interval`` across all groups; more are folded into one
+    #: summary digest per interval
+    max_digests: int = 10
     retention: float = 86400.0
     purge_every: float = 60.0
 
@@ -99,6 +103,8 @@ class DeliveryScheduler:
         self._next_purge = 0.0
         self._drain_timeout = 5.0
         self._stop_deadline = 0.0
+        self._sent: dict[str, collections.deque] = {name: collections.deque() for name in self.sinks}
+        self._summary_sent: dict[str, float] = {}
 
     # ------------------------------------------------------------------ called from the loop
 
@@ -200,12 +206,43 @@ class DeliveryScheduler:
                     next_due = min(next_due, at)
             if not due:
                 return next_due
+            overflow: dict[str, list[GroupKey]] = {}
             for _, key in sorted(due):
                 if self._stopping and not ignore_wait:
                     return time.time()  # the final pass takes over
+                if not self._may_send(key[0], now):
+                    overflow.setdefault(key[0], []).append(key)
+                    continue
                 self._groups[key].fresh = None
                 outcome = await loop.run_in_executor(self._executor, self._deliver, key)
+                if outcome.sent_at is not None:
+                    self._sent[key[0]].append(outcome.sent_at)
                 self._apply(outcome)
+            for sink_name, keys in overflow.items():
+                summary_at = self._summary_sent.get(sink_name)
+                if summary_at is None or now - summary_at >= self.timing.group_interval \
+                        or self._stopping:
+                    for key in keys:
+                        self._groups[key].fresh = None
+                    outcomes = await loop.run_in_executor(self._executor, self._deliver_summary,
+                                                          sink_name, keys)
+                    if any(outcome.sent_at is not None for outcome in outcomes):
+                        self._summary_sent[sink_name] = time.time()
+                    for outcome in outcomes:
+                        self._apply(outcome)
+                else:
+                    # Over the cap and the summary went out this interval: wait for room.
+                    free_at = min(self._sent[sink_name][0] if self._sent[sink_name] else now,
+                                  summary_at) + self.timing.group_interval
+                    for key in keys:
+                        self._groups[key].retry_at = max(self._groups[key].retry_at, free_at)
+
+    def _may_send(self, sink_name: str, now: float) -> bool:
+        """Whether the sink is under ``max_digests`` digests in the last ``group_interval``."""
+        sent = self._sent[sink_name]
+        while sent and sent[0] <= now - self.timing.group_interval:
+            sent.popleft()
+        return len(sent) < self.timing.max_digests
 
     def _apply(self, outcome: _Outcome) -> None:
         group = self._groups[outcome.key]
@@ -299,6 +336,40 @@ class DeliveryScheduler:
             self._groups[key].limit = None  # what was refused went out or was parked
         return _Outcome(key, ok=True, oldest=oldest, sent_at=sent_at, backlog=remaining > 0,
                         delivered=len(batch))
+
+    def _deliver_summary(self, sink_name: str, keys: list[GroupKey]) -> list[_Outcome]:
+        """Fold the records of ``keys`` into one summary digest (the sink is over its cap)."""
+        assert self._spool is not None
+        spool = self._spool
+        share = max(1, self.timing.max_records // len(keys))
+        try:
+            batches = {key: spool.take_batch(sink_name, key[1], key[2], share) for key in keys}
+            batches = {key: batch for key, batch in batches.items() if batch}
+            if not batches:
+                return [_Outcome(key, ok=True, oldest=spool.oldest_pending(*key)) for key in keys]
+            digest = summary_digest({(key[1], key[2]): batch for key, batch in batches.items()},
+                                    max_lines=self.timing.max_lines)
+            self.sinks[sink_name].send(digest)
+        except Exception as exc:
+            return [self._failed(key, f"summary: {type(exc).__name__}: {exc}") for key in keys]
+        sent_at = time.time()
+        outcomes = []
+        for key in keys:
+            batch = batches.get(key, [])
+            try:
+                if batch:
+                    spool.mark_delivered(sink_name, key[1], key[2], [r.id for r in batch], sent_at,
+                                         f"{len(batch)} {key[2]} record(s) from {key[1] or '?'} "
+                                         f"in a summary to {sink_name}")
+                oldest = spool.oldest_pending(*key)
+            except Exception as exc:
+                outcomes.append(self._failed(key, f"spool: {exc}"))
+                continue
+            outcomes.append(_Outcome(key, ok=True, oldest=oldest, sent_at=sent_at,
+                                     backlog=oldest is not None, delivered=len(batch)))
+        _log.info("delivered a summary of %d group(s) to %s: over max_digests = %d per "
+                  "group_interval", len(batches), sink_name, self.timing.max_digests)
+        return outcomes
 
     def _park(self, key: GroupKey, batch: list, error: str) -> _Outcome:
         """Move records the sink refuses whatever their size into the dead letters, and send

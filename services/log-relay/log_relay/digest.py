@@ -27,7 +27,7 @@ from lab_utils_common.safe_text import display_text
 from log_relay.record_parser import UNPARSED_LEVEL
 from log_relay.spool import SpooledRecord
 
-__all__ = ["Digest", "build_digest", "cut_record", "dead_letter_digest", "due_at", "check_subject_template", "SUBJECT_FIELDS",
+__all__ = ["Digest", "build_digest", "cut_record", "dead_letter_digest", "summary_digest", "due_at", "check_subject_template", "SUBJECT_FIELDS",
            "DEFAULT_SUBJECT_TEMPLATE"]
 
 #: The placeholders a subject template may use.
@@ -189,3 +189,24 @@ def dead_letter_digest(parked: Sequence[tuple[SpooledRecord, str]]) -> Digest:
             + digest.body)
     return Digest(app="log-relay", level="DEAD_LETTER", records=records, body=body,
                   attachment=None, remaining=0)
+
+
+def summary_digest(groups: dict, *, max_lines: int = 50) -> Digest:
+    """One digest for many groups ({(app, level): records}): sent instead of one per group
+    when a sink is over ``max_digests`` per ``group_interval`` (a flood of distinct apps)."""
+    records = [record for batch in groups.values() for record in batch]
+    lines = [f"{len(records)} record(s) from {len(groups)} group(s), summarised in one message "
+             "because more groups than max_digests were due in one group_interval.", ""]
+    ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
+    for (app, level), batch in ordered[:max_lines]:
+        first = " ".join(_printable(batch[0].message).split())
+        lines.append(f"{len(batch):>7}x  [{level}] {app or 'unparsed input'}: "
+                     f"{first[:120] + '...' if len(first) > 120 else first}")
+    if len(ordered) > max_lines:
+        lines.append(f"... and {len(ordered) - max_lines} more group(s).")
+    lines += ["", "Every record is in the attached file records.txt.",
+              f"Relayed by log-relay on {socket.gethostname()}."]
+    attachment = "\n".join(f"[{r.level}] {r.app or 'unparsed input'}  " + _record_line(r)
+                           for r in records) + "\n"
+    return Digest(app="several apps", level="SUMMARY", records=records,
+                  body="\n".join(lines) + "\n", attachment=attachment, remaining=0)

@@ -43,7 +43,7 @@ from lab_utils_common.alarm_wire import (
 )
 from lab_utils_common.custom_logging import getLogger
 
-from log_relay.record_parser import RecordParser, parse_line
+from log_relay.record_parser import RecordParser, merge_raw, parse_line
 from log_relay.spool_writer import SpoolWriter
 
 __all__ = ["RecordReceiver"]
@@ -148,7 +148,7 @@ class _SenderConnection(asyncio.Protocol):
 
     def _feed_legacy(self, data: bytes) -> None:
         assert self._parser is not None
-        records = self._parser.feed(data)
+        records = merge_raw(self._parser.feed(data), self._receiver.max_record_size)
         if records:
             self._receiver._accept([(record, None) for record in records], self._peer, None,
                                    len(data))
@@ -169,7 +169,7 @@ class _SenderConnection(asyncio.Protocol):
         self._tail_timer = None
         if self._parser is None:
             return
-        records = self._parser.flush()
+        records = merge_raw(self._parser.flush(), self._receiver.max_record_size)
         if records:
             self._receiver._accept([(record, None) for record in records], self._peer, None, 0)
 

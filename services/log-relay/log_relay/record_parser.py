@@ -34,7 +34,8 @@ from typing import NamedTuple, Optional
 
 from lab_utils_common.alarm_wire import unescape_message
 
-__all__ = ["ParsedRecord", "RecordParser", "UNPARSED_LEVEL", "level_number", "parse_line"]
+__all__ = ["ParsedRecord", "RecordParser", "UNPARSED_LEVEL", "level_number", "parse_line",
+           "merge_raw"]
 
 #: The level given to input that is not a record (it is always delivered).
 UNPARSED_LEVEL = "UNPARSED"
@@ -141,7 +142,7 @@ def raw_record(data: bytes, note: Optional[str] = None) -> ParsedRecord:
     text, valid = _decode(data.rstrip(b"\r\n"))
     return ParsedRecord(
         date=None, level=UNPARSED_LEVEL, app=None, module=None, function=None, message=text,
-        note=_join_notes("not a lab-utils record: kept as raw text", note,
+        note=_join_notes(_RAW_NOTE, note,
                          None if valid else "invalid UTF-8 shown as \\x escapes"))
 
 
@@ -156,6 +157,45 @@ def parse_line(data: bytes, max_record_size: int) -> ParsedRecord:
     if not data.endswith(b"\n"):
         data += b"\n"
     return parse_record(data) if _START.match(data) else raw_record(data)
+
+
+_RAW_NOTE = "not a lab-utils record: kept as raw text"
+
+
+def merge_raw(records: list[ParsedRecord], max_size: int) -> list[ParsedRecord]:
+    """Fold consecutive raw-text records (lines that are not records, from one connection)
+    into records of up to ``max_size`` characters: 2 MB of garbage is a few records, not
+    200,000 (and not 40 mails)."""
+    out: list[ParsedRecord] = []
+    run: list[ParsedRecord] = []
+
+    def close_run() -> None:
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            notes = {note for r in run for note in (r.note or "").split("; ")
+                     if note and note != _RAW_NOTE}
+            out.append(ParsedRecord(
+                date=None, level=UNPARSED_LEVEL, app=None, module=None, function=None,
+                message="\n".join(r.message for r in run),
+                note=_join_notes(f"{len(run)} lines that are not lab-utils records: kept as raw "
+                                 "text", *sorted(notes))))
+        run.clear()
+
+    size = 0
+    for record in records:
+        if record.level == UNPARSED_LEVEL and record.note and record.note.startswith(_RAW_NOTE):
+            if run and size + len(record.message) + 1 > max_size:
+                close_run()
+                size = 0
+            run.append(record)
+            size += len(record.message) + 1
+        else:
+            close_run()
+            size = 0
+            out.append(record)
+    close_run()
+    return out
 
 
 class RecordParser:

@@ -91,6 +91,7 @@ def _relay_options(default_port: int) -> list[Option]:
         Option("retry_max", positive_float, timing.retry_max),
         Option("digest_max_records", positive_int, timing.max_records),
         Option("digest_max_lines", positive_int, timing.max_lines),
+        Option("max_digests", positive_int, timing.max_digests),
         Option("subject_template", check_subject_template, DEFAULT_SUBJECT_TEMPLATE),
         Option("retention", non_negative_float, timing.retention),
         Option("max_backlog", positive_int, 200000),
@@ -168,6 +169,7 @@ class RelaySettings:
             group_wait=values["group_wait"], group_interval=values["group_interval"],
             retry_initial=values["retry_initial"], retry_max=values["retry_max"],
             max_records=values["digest_max_records"], max_lines=values["digest_max_lines"],
+            max_digests=values["max_digests"],
             retention=values["retention"])
         return cls(host=values["host"], port=values["port"],
                    spool_path=os.path.abspath(os.path.expanduser(values["spool_path"])),
