@@ -39,11 +39,10 @@ from lab_utils_common.alarm_wire import (
     ack_line,
     parse_hello,
     ready_line,
-    split_sequenced,
 )
 from lab_utils_common.custom_logging import getLogger
 
-from log_relay.record_parser import RecordParser, merge_raw, parse_line
+from log_relay.record_parser import RecordParser, merge_raw, parse_sequenced
 from log_relay.spool_writer import SpoolWriter
 
 __all__ = ["RecordReceiver"]
@@ -126,25 +125,22 @@ class _SenderConnection(asyncio.Protocol):
 
     def _feed_lines(self, data: bytes) -> None:
         buffer = self._lines + data if self._lines else data
-        lines = buffer.split(b"\n")
-        self._lines = lines.pop()
-        if self._skipping and lines:
-            lines.pop(0)  # the rest of a cut line
+        cut = buffer.rfind(b"\n") + 1
+        complete, self._lines = buffer[:cut], buffer[cut:]
+        if self._skipping and cut:
+            complete = complete[complete.find(b"\n") + 1:]  # the rest of a cut line
             self._skipping = False
         limit = self._receiver.max_record_size
-        records = []
-        for line in lines:
-            if line:
-                seq, text = split_sequenced(line)
-                records.append((parse_line(text, limit), seq))
+        now = time.time()
+        parsed = parse_sequenced(complete, limit, now, self._peer, self.sender) if complete else []
         if len(self._lines) > limit + 32 and not self._skipping:
-            seq, text = split_sequenced(self._lines)
-            records.append((parse_line(text, limit), seq))
+            parsed += parse_sequenced(self._lines[:limit + 32] + b"\n", limit, now, self._peer,
+                                      self.sender)
             self._lines, self._skipping = b"", True
         elif self._skipping:
             self._lines = b""
-        if records:
-            self._receiver._accept(records, self._peer, self, len(data))
+        if parsed:
+            self._receiver._accept_rows(parsed, self, len(data))
 
     def _feed_legacy(self, data: bytes) -> None:
         assert self._parser is not None
@@ -360,6 +356,14 @@ class RecordReceiver:
     def on_commit_failed(self) -> None:
         """Called (in the loop) at the first failed commit: read nothing more until one succeeds."""
         self.pause_all(f"spool commit failing ({self.writer.last_error})")
+
+    def _accept_rows(self, rows: list, connection: "_SenderConnection", size: int) -> None:
+        """Spool rows of an acknowledging sender (from :func:`parse_sequenced`)."""
+        self.received += len(rows)
+        self.writer.submit(rows, connection=connection, size=size)
+        if not self.paused and self._too_much_waiting():
+            self.pause_all(f"spool writer is {self.writer.backlog} records "
+                           f"({self.writer.backlog_bytes} bytes) behind")
 
     def _accept(self, records: list, peer: str, connection: Optional[_SenderConnection],
                 size: int) -> None:
