@@ -296,7 +296,9 @@ class DeliveryScheduler:
         sink = self.sinks[sink_name]
         limit = self._groups[key].limit or self.timing.max_records
         try:
-            batch = spool.take_batch(sink_name, app, level, limit)
+            # A digest holds each message up to twice (body and attachment): half the limit.
+            batch = spool.take_batch(sink_name, app, level, limit,
+                                     max_bytes=getattr(sink, "max_message_bytes", 10 << 20) // 2)
             if not batch:
                 return _Outcome(key, ok=True, oldest=spool.oldest_pending(sink_name, app, level))
             remaining = spool.pending_count(sink_name, app, level) - len(batch)

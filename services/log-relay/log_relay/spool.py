@@ -262,8 +262,22 @@ class Spool:
         rows = self._db.execute("SELECT sink, app, level, last_sent_at FROM groups").fetchall()
         return {(sink, app, level): sent for sink, app, level, sent in rows}
 
-    def take_batch(self, sink: str, app: str, level: str, limit: int) -> list[SpooledRecord]:
-        """The oldest undelivered records of a group (not removed until :meth:`mark_delivered`)."""
+    def take_batch(self, sink: str, app: str, level: str, limit: int,
+                   max_bytes: Optional[int] = None) -> list[SpooledRecord]:
+        """The oldest undelivered records of a group (not removed until :meth:`mark_delivered`),
+        at most ``limit`` records and, beyond the first, ``max_bytes`` characters of message."""
+        if max_bytes is not None:
+            sizes = self._db.execute(
+                "SELECT length(r.message) FROM outbox AS o JOIN records AS r ON r.id = o.record_id "
+                "WHERE o.sink = ? AND o.app = ? AND o.level = ? ORDER BY o.record_id LIMIT ?",
+                (sink, app, level, limit)).fetchall()
+            total, fits = 0, 0
+            for (size,) in sizes:
+                total += size
+                if fits and total > max_bytes:
+                    break
+                fits += 1
+            limit = max(fits, 1)
         rows = self._db.execute(
             "SELECT r.id, r.received_at, r.peer, r.date, r.level, r.app, r.module, r.function, "
             "r.message, r.note FROM outbox AS o JOIN records AS r ON r.id = o.record_id "

@@ -72,3 +72,12 @@ def test_sigterm_ends_within_drain_timeout_while_the_mail_server_drips(
     assert relay.wait(timeout=20) == 0  # before: still running after 30 s
     report = read_status(str(tmp_path / "s.sqlite3"))
     assert report.details["queue_depth"] == {"mail": 1}  # kept for the next start
+
+
+def test_digests_are_sized_to_max_message_bytes_before_sending(relay_factory, smtp_server, caplog):
+    relay = relay_factory(group_wait="0.3", group_interval="0", max_message_bytes="65536")
+    send_to_relay(relay.port, b"".join(alarm_line("big", "ERROR", f"part {i} " + "q" * 10_000)
+                                       for i in range(20)))
+    relay.wait_delivered(20, timeout=30)
+    assert len(smtp_server.messages) >= 4  # about 32 KB of messages each, not one of 200 KB
+    assert not [r for r in caplog.records if "refused a digest" in r.getMessage()]
