@@ -11,7 +11,8 @@ It also holds the acknowledgement protocol between this project's sender and log
 
 from __future__ import annotations
 
-from typing import Optional
+import re
+from typing import NamedTuple, Optional
 
 __all__ = [
     "ALARM_FORMAT",
@@ -19,6 +20,10 @@ __all__ = [
     "ALARM_FIELDS",
     "escape_message",
     "unescape_message",
+    "AlarmRecord",
+    "LINE_PATTERN",
+    "format_line",
+    "parse_line",
     "PROTOCOL_VERSION",
     "ProtocolError",
     "hello_line",
@@ -42,6 +47,57 @@ ALARM_DATEFMT = "%Y-%m-%d %H:%M:%S"
 
 #: The fields of an alarm line, in order, after the leading ``{name}``.
 ALARM_FIELDS = ("date", "level", "app", "module", "function", "message")
+
+#: One line of this project's sender (message escaped), with an optional sequence number in
+#: front: groups seq, name, date, level, app, module, function, message. Fields other than the
+#: message hold no braces or line breaks; the escaped message holds no line break.
+LINE_PATTERN = (
+    r"(?:(\d{1,19}) )?\{([^{}\r\n]*)\} --date \{([^{}\r\n]*)\} --level \{([^{}\r\n]*)\} "
+    r"--app \{([^{}\r\n]*)\} --module \{([^{}\r\n]*)\} --function \{([^{}\r\n]*)\} "
+    r"--message \{([^\r\n]*)\}")
+_LINE = re.compile(LINE_PATTERN)
+
+
+class AlarmRecord(NamedTuple):
+    """One alarm record as it travels from the handler to the relay's spool.
+
+    Example::
+
+        record = AlarmRecord("pump", "2024-05-01 10:00:00", "ERROR", "vacuum", "check", "too hot")
+        line = format_line(record)            # '{pump} --date {2024-05-01 10:00:00} ...'
+        parse_line(line) == (None, record)    # True
+    """
+
+    app: str
+    date: str
+    level: str
+    module: str
+    function: str
+    message: str
+
+
+def format_line(record: AlarmRecord) -> str:
+    """The record as this project's sender writes it (without line end): the 0.5.x text with
+    the message escaped. Raises ValueError naming a field that holds a brace or line break."""
+    for name in AlarmRecord._fields[:-1]:
+        value = getattr(record, name)
+        if any(char in value for char in "{}\r\n"):
+            raise ValueError(f"alarm field {name} = {value!r} holds a brace or a line break")
+    return (f"{{{record.app}}} --date {{{record.date}}} --level {{{record.level}}} "
+            f"--app {{{record.app}}} --module {{{record.module}}} --function {{{record.function}}} "
+            f"--message {{{escape_message(record.message)}}}")
+
+
+def parse_line(line: str) -> tuple[Optional[int], AlarmRecord]:
+    """(sequence number or None, record) of one line as :func:`format_line` or
+    :func:`sequenced_line` make it (line end optional); ProtocolError if it is not one."""
+    match = _LINE.fullmatch(line.rstrip("\n"))
+    if match is None:
+        raise ProtocolError(f"not an alarm line: {line[:200]!r}")
+    seq, _name, date, level, app, module, function, message = match.groups()
+    return (None if seq is None else int(seq),
+            AlarmRecord(app, date, level, module, function, unescape_message(message)))
+
 
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r"}
 _UNESCAPES = {"\\": "\\", "n": "\n", "r": "\r"}

@@ -32,7 +32,7 @@ import logging
 import re
 from typing import NamedTuple, Optional
 
-from lab_utils_common.alarm_wire import unescape_message
+from lab_utils_common.alarm_wire import LINE_PATTERN, unescape_message
 
 __all__ = ["ParsedRecord", "RecordParser", "UNPARSED_LEVEL", "level_number", "parse_line",
            "parse_sequenced",
@@ -147,11 +147,9 @@ def raw_record(data: bytes, note: Optional[str] = None) -> ParsedRecord:
                          None if valid else "invalid UTF-8 shown as \\x escapes"))
 
 
-# A whole sequenced line of this project's sender, matched on decoded text: the hot path.
-_SEQUENCED = re.compile(
-    r"(\d{1,19}) \{[^{}\r\n]*\} --date \{([^{}\r\n]*)\} --level \{([^{}\r\n]*)\} "
-    r"--app \{([^{}\r\n]*)\} --module \{([^{}\r\n]*)\} --function \{([^{}\r\n]*)\} "
-    r"--message \{([^\r\n]*)\}\n")
+# A whole line of this project's sender, matched on decoded text: the hot path. The format
+# has one home, lab_utils_common.alarm_wire.
+_SEQUENCED = re.compile(LINE_PATTERN + r"\n")
 
 
 def parse_sequenced(data: bytes, max_record_size: int, received_at: float, peer: str,
@@ -179,14 +177,14 @@ def parse_sequenced(data: bytes, max_record_size: int, received_at: float, peer:
             _slow_lines(text[start:end].encode("utf-8"), max_record_size, out, received_at, peer,
                         sender)
         else:
-            seq, date, level, app, module, function, message = match.groups()
+            seq, _name, date, level, app, module, function, message = match.groups()
             if "\\" in message:
                 message = unescape_message(message)
             levelno = levels.get(level)
             if levelno is None:
                 levelno = level_number(level)
             out.append((received_at, peer, date, level, levelno, app, module, function, message,
-                        None, sender, int(seq)))
+                        None, None if seq is None else sender, None if seq is None else int(seq)))
         position = end
     if position != len(text):
         _slow_lines(text[position:].encode("utf-8"), max_record_size, out, received_at, peer,
