@@ -396,8 +396,12 @@ class NonPickledSocketHandler(logging.handlers.SocketHandler):
                  for _, item in batch]
         try:
             self._check_peer_open()
+            if self._mode == "ack":  # a relay that answered the hello late: sequenced from now
+                with self._condition:
+                    self._pending.extendleft(reversed(batch))
+                return
             sock.sendall(b"".join(lines))
-        except OSError:
+        except (OSError, ProtocolError):
             with self._condition:  # not (all) written: they go first again
                 self._pending.extendleft(reversed(batch))
             raise
@@ -504,7 +508,31 @@ class NonPickledSocketHandler(logging.handlers.SocketHandler):
             data = sock.recv(4096)
             if not data:
                 raise ConnectionResetError(f"the receiver at {self.host}:{self.port} closed the connection")
+            if self._mode == "stream" and data.startswith(READY_PREFIX):
+                self._late_ready(sock, data)
             # Otherwise the receiver talked back; a streaming receiver's words mean nothing here.
+
+    def _late_ready(self, sock: socket.socket, data: bytes) -> None:
+        """A busy relay answered the hello after ``first_line_wait``: switch this connection to
+        acknowledgements once the plain lines sent meanwhile are in its hands (TCP-acknowledged:
+        it stores them as they are; sending them again would store them twice)."""
+        line, _, rest = data.partition(b"\n")
+        last = parse_ready(line)
+        deadline = time.monotonic() + self.ack_timeout
+        while (self._unacknowledged_bytes() or 0) > 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.host}:{self.port} acknowledged nothing for "
+                                   f"{self.ack_timeout} s (ack_timeout)")
+            select.select([], [], [], 0.01)
+        with self._condition:
+            self._in_flight.clear()
+            self._replies = rest
+            while self._pending and self._pending[0][0] <= last:
+                self._pending.popleft()
+            self._ack_progress = time.monotonic()
+            self._condition.notify_all()
+        self._mode = "ack"
+        self._seen_relay = True
 
     def _forget_acknowledged(self) -> None:
         # Called with the condition held: drop in-flight lines the peer has acknowledged.

@@ -288,3 +288,29 @@ def test_dropped_counts_each_record_once_at_close(line_receiver, make_handler, l
     handler.close()
     assert handler.dropped == 1000  # before: 1,900 (the 900 counted again at close)
     assert "100 alarm record(s) not delivered" in capsys.readouterr().err
+
+
+def test_a_relay_that_answers_the_hello_late_gets_sequenced_records_from_then_on(make_handler, logger):
+    """A busy relay answers after first_line_wait: the handler streamed meanwhile, then switches
+    to acknowledgements without sending the streamed lines twice."""
+    import socket as socket_module
+
+    from lab_utils_common.alarm_wire import ack_line, ready_line
+
+    listener = socket_module.create_server(("127.0.0.1", 0))
+    receiver = type("Receiver", (), {"host": "127.0.0.1", "port": listener.getsockname()[1]})
+    handler = make_handler(receiver, first_line_wait=0.05)
+    logger.addHandler(handler)
+    logger.error("streamed before the answer")
+    connection, _ = listener.accept()
+    with listener, connection:
+        lines = connection.makefile("rb")
+        assert lines.readline().startswith(b"#lab-utils-relay hello 1 ")
+        assert b"--message {streamed before the answer}" in lines.readline()
+        connection.sendall(ready_line(0))
+        logger.error("after the answer")
+        line = lines.readline()
+        assert line.startswith(b"2 {pump-test}") and b"{after the answer}" in line
+        connection.sendall(ack_line(2))
+        assert handler.flush(timeout=10) is True
+        assert handler.acknowledged
