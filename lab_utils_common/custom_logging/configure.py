@@ -144,6 +144,7 @@ class _Forwarder(logging.handlers.QueueHandler):
                 "%d record(s) for the %s handler dropped: its queue (queue_size=%d) was full "
                 "while it waited for its server", (self.unreported, self.target.name,
                                                    self.queue_size), None, func="configure_logging")
+            report.dropped_records = self.unreported
             self.queue.put_nowait(report)
             self.unreported = 0
         if self.queue.qsize() >= self.queue_size:
@@ -189,8 +190,8 @@ def _stop_listeners(listeners: list[logging.handlers.QueueListener]) -> None:
         thread.join(max(0.0, deadline - time.monotonic()))
         forwarder = forwarders.get(id(listener.queue))
         given_up = 0
+        dropped = forwarder.unreported if forwarder is not None else 0
         if thread.is_alive():
-            given_up = max(0, listener.queue.qsize() - 1)  # without the sentinel
             while True:  # what the handler will never send: counted, then let go
                 try:
                     item = listener.queue.get_nowait()
@@ -199,7 +200,11 @@ def _stop_listeners(listeners: list[logging.handlers.QueueListener]) -> None:
                 if item is listener._sentinel:  # noqa: SLF001
                     listener.queue.put_nowait(item)
                     break
-        dropped = forwarder.unreported if forwarder is not None else 0
+                report = getattr(item, "dropped_records", None)
+                if report is not None:
+                    dropped += report  # a drop report that never went out
+                else:
+                    given_up += 1
         if given_up or dropped:
             print(f"lab_utils_common: {listener.handlers[0]!r}: {given_up} queued record(s) given "
                   f"up at exit after {_SLOW_HANDLER_EXIT_WAIT:g} s"
