@@ -152,7 +152,7 @@ def spool_rows(payloads: list[bytes]) -> list[tuple]:
         parser = RecordParser()
         for r in parser.feed(data) + parser.flush():
             rows.append((now, "127.0.0.1", r.date, r.level, r.levelno, r.app, r.module, r.function,
-                         r.message, r.note))
+                         r.message, r.note, None, None))
     return rows
 
 
@@ -212,6 +212,73 @@ def run_relay(workdir: Path, name: str, payloads: list[bytes], total: int, smtp=
         process.wait(30)
 
 
+def sequenced_payload(sender: int, count: int, size: int = 0) -> bytes:
+    """This project's lines with sequence numbers 1..count, as sent after a hello."""
+    from lab_utils_common.alarm_wire import sequenced_line
+
+    pad = "x" * size
+    return b"".join(sequenced_line(
+        i + 1, f"{{cryostat{sender}}} --date {{2024-05-01 10:00:00}} --level {{ERROR}} "
+               f"--app {{cryostat{sender}}} --module {{sensors}} --function {{read_all}} "
+               f"--message {{temperature {i} K out of range on channel {i % 16}{pad}}}")
+        for i in range(count))
+
+
+def send_acknowledged(port: int, payloads: list[bytes], counts: list[int]) -> tuple[float, float]:
+    """Each payload from its own thread and connection, speaking the acknowledgement protocol
+    (hello, ready, sequenced lines, reading acks meanwhile); return (start, time the last
+    sender had its last record acknowledged, i.e. committed)."""
+    from lab_utils_common.alarm_wire import hello_line, parse_ack, parse_ready
+
+    barrier = threading.Barrier(len(payloads) + 1)
+    finished: list[float] = []
+
+    def sender(index: int, data: bytes) -> None:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(hello_line(f"bench/{os.getpid()}/{index}"))
+            replies = sock.makefile("rb")
+            parse_ready(replies.readline())
+
+            def read_acks() -> None:
+                while parse_ack(replies.readline()) < counts[index]:
+                    pass
+                finished.append(time.perf_counter())
+
+            reader = threading.Thread(target=read_acks)
+            reader.start()
+            barrier.wait()
+            view = memoryview(data)
+            for start in range(0, len(data), 65536):
+                sock.sendall(view[start:start + 65536])
+            reader.join()
+
+    threads = [threading.Thread(target=sender, args=(i, data)) for i, data in enumerate(payloads)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return started, max(finished)
+
+
+def run_relay_acknowledged(workdir: Path, name: str, payloads: list[bytes], counts: list[int],
+                           **relay: str) -> tuple[float, int]:
+    """Return (records/s acknowledged = committed, peak RSS of the relay in bytes)."""
+    port, spool = free_port(), workdir / f"{name}.sqlite3"
+    env = relay_env(workdir, port, spool, None, group_wait="600", **relay)
+    process = subprocess.Popen([sys.executable, "-m", "log_relay", "run"], env=env)
+    try:
+        wait_for_port(port)
+        started, done = send_acknowledged(port, payloads, counts)
+        with open(f"/proc/{process.pid}/status") as status:
+            peak = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+        return sum(counts) / (done - started), peak
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
 class SmtpSink:
     """aiosmtpd with STARTTLS + AUTH, counting messages and the records they report."""
 
@@ -254,6 +321,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=400_000, help="records per measurement")
     parser.add_argument("--senders", type=int, default=8)
+    parser.add_argument("--big-records", type=int, default=4000,
+                        help="60 KB records in the memory measurement")
     args = parser.parse_args()
     per_sender = args.records // args.senders
     total = per_sender * args.senders
@@ -268,6 +337,14 @@ def main() -> None:
         per_record = run_spool_baseline(workdir, "per-record", rows, batch=1)
         batched = run_spool_baseline(workdir, "batched", rows, batch=5000)
         accepted, _ = run_relay(workdir, "accept", payloads, total, group_wait="600")
+        counts = [per_sender] * args.senders
+        acked, _ = run_relay_acknowledged(
+            workdir, "acked", [sequenced_payload(sender, per_sender) for sender in range(args.senders)],
+            counts)
+        big_counts = [args.big_records // args.senders] * args.senders
+        _, peak_rss = run_relay_acknowledged(
+            workdir, "big", [sequenced_payload(sender, big_counts[sender], size=60_000)
+                             for sender in range(args.senders)], big_counts)
         old_payloads = [payload(sender, per_sender, end="") for sender in range(args.senders)]
         accepted_old, _ = run_relay(workdir, "accept-old", old_payloads, total, group_wait="600")
         smtp = SmtpSink(workdir)
@@ -285,6 +362,7 @@ def main() -> None:
              ("baseline: spool, 1 commit per record (fsync on)", per_record),
              ("baseline: spool, 5,000 records per commit", batched),
              ("log-relay accepted (parsed, committed, fsync on)", accepted),
+             ("log-relay acknowledged (acks on, fsync on)", acked),
              ("log-relay accepted, 0.5.x records (no terminator)", accepted_old),
              ("log-relay accepted while mailing (end-to-end run)", e2e_accepted),
              (f"log-relay end to end: delivered ({smtp.messages} mails, STARTTLS)", delivered)]
@@ -293,6 +371,15 @@ def main() -> None:
               f"| {rate / baseline:>14.1%} |")
     target = 20_000
     print(f"\ntarget >= {target:,} records/s accepted: {'met' if accepted >= target else 'NOT met'}")
+    ratio = acked / batched
+    print(f"acknowledged / 'spool, 5,000 records per commit' (same run): {ratio:.2f} "
+          f"({acked:,.0f} vs {batched:,.0f} records/s; target >= 0.6: "
+          f"{'met' if ratio >= 0.6 else 'NOT met'})")
+    bound = 64 << 20
+    print(f"peak RSS of the relay during a flood of {sum(big_counts):,} records of 60 KB "
+          f"({args.senders} acknowledged senders): {peak_rss / (1 << 20):.0f} MiB = "
+          f"{peak_rss / bound:.2f}x the byte bound max_backlog_bytes = 64 MiB (target < 2x: "
+          f"{'met' if peak_rss < 2 * bound else 'NOT met'})")
 
 
 if __name__ == "__main__":

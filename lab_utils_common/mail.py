@@ -20,11 +20,14 @@ from __future__ import annotations
 import email.utils
 import os
 import smtplib
+import socket
 import ssl
+import threading
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Mapping, Optional
 
+from lab_utils_common.safe_text import display_text, header_text
 from lab_utils_common.config import (
     InvalidValueError,
     MissingOptionError,
@@ -37,7 +40,8 @@ from lab_utils_common.config import (
     string_list,
 )
 
-__all__ = ["SECURITY_MODES", "MailSettings", "build_message", "send_email", "read_credentials_file"]
+__all__ = ["SECURITY_MODES", "MailSettings", "build_message", "send_email", "read_credentials_file",
+           "MessageTooLargeError", "SmtpConversation", "is_permanent"]
 
 #: ``starttls``: plain connection upgraded with STARTTLS (port 587 or 25);
 #: ``tls``: implicit TLS from the first byte (port 465); ``none``: no encryption.
@@ -104,6 +108,8 @@ class MailSettings:
     ca_file: Optional[str] = None
     verify: bool = True
     timeout: float = 10.0
+    #: seconds for a whole SMTP conversation, connect to QUIT (``timeout`` is per read)
+    deadline: float = 60.0
 
     def __post_init__(self) -> None:
         if self.security not in SECURITY_MODES:
@@ -129,7 +135,7 @@ class MailSettings:
         Options (0.5.x names): ``mail_host``, ``port``, ``sender``, ``subject``,
         ``recipients`` (one per line), ``credentials_file`` (user on line 1,
         password on line 2), and new: ``security``, ``ca_file``, ``verify``,
-        ``timeout``, ``username``/``password`` (when no credentials file;
+        ``timeout`` (per read), ``deadline`` (per conversation), ``username``/``password`` (when no credentials file;
         ``LABUTILS_MAILHANDLER_PASSWORD_FILE`` reads the password from a file).
         ``overrides`` take the option names or the field names (``host``).
         """
@@ -147,6 +153,7 @@ class MailSettings:
             Option("ca_file", _optional_path, None),
             Option("verify", parse_bool, True),
             Option("timeout", positive_float, 10.0),
+            Option("deadline", positive_float, 60.0),
         ]
         values = load_section(section, options, config_file, overrides=overrides, environ=environ)
         username, password = values["username"], values["password"]
@@ -170,7 +177,8 @@ class MailSettings:
             return cls(host=values["mail_host"], port=port, security=values["security"],
                        username=username, password=password, sender=values["sender"],
                        recipients=tuple(values["recipients"]), subject=values["subject"],
-                       ca_file=values["ca_file"], verify=values["verify"], timeout=values["timeout"])
+                       ca_file=values["ca_file"], verify=values["verify"], timeout=values["timeout"],
+                       deadline=values["deadline"])
         except ValueError as exc:
             raise InvalidValueError(f"section [{section}]: {exc}", file=config_file,
                                     section=section) from None
@@ -185,15 +193,19 @@ class MailSettings:
 
 
 def build_message(settings: MailSettings, subject: str, body: str) -> EmailMessage:
-    """One plain-text message from ``settings.sender`` to ``settings.recipients``."""
+    """One plain-text message from ``settings.sender`` to ``settings.recipients``; the subject
+    and body shown as sent (:mod:`lab_utils_common.safe_text`), never interpreted."""
     message = EmailMessage()
-    # A header cannot hold a line break (and must not: header injection); fold it into spaces.
-    message["Subject"] = " ".join(str(subject).split())
+    # A header must not gain a line break (header injection): folded, encoded words defused.
+    message["Subject"] = header_text(subject)
     message["From"] = settings.sender
     message["To"] = ", ".join(settings.recipients)
     message["Date"] = email.utils.formatdate(localtime=True)
     message["Message-ID"] = email.utils.make_msgid(domain=_sender_domain(settings.sender))
-    message.set_content(body)
+    message.set_content(display_text(body))
+    for name, value in message.items():
+        if "\r" in value or "\n" in value:  # defence in depth: never send such a message
+            raise ValueError(f"mail header {name} would hold a line break: {value!r}")
     return message
 
 
@@ -202,21 +214,132 @@ def _sender_domain(sender: str) -> Optional[str]:
     return address.rpartition("@")[2] or None
 
 
-def send_email(settings: MailSettings, message: EmailMessage) -> None:
-    """Connect as ``settings.security`` says, log in if credentials are set, send ``message``.
+class MessageTooLargeError(smtplib.SMTPException):
+    """The message is larger than the server's SIZE (from EHLO) or ``max_message_bytes``."""
 
-    Raises :class:`smtplib.SMTPException`, :class:`ssl.SSLError` (e.g. a
-    certificate that does not verify) or :class:`OSError` (server unreachable);
-    retrying is the caller's decision.
+    def __init__(self, size: int, limit: int, what: str) -> None:
+        super().__init__(f"message of {size} bytes exceeds {what} = {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Whether sending again cannot help: a 5xx answer, or a message too large."""
+    if isinstance(error, MessageTooLargeError):
+        return True
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return bool(error.recipients) and all(500 <= code < 600
+                                              for code, _ in error.recipients.values())
+    code = getattr(error, "smtp_code", None)
+    return isinstance(code, int) and 500 <= code < 600
+
+
+class SmtpConversation:
+    """One call of :func:`send_email` that another thread may cut short with :meth:`abort`.
+
+    Example::
+
+        conversation = SmtpConversation()
+        # thread A: send_email(settings, message, conversation=conversation)
+        # thread B: conversation.abort()     # A raises TimeoutError at once
     """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._smtp: Optional[smtplib.SMTP] = None
+        self.aborted: Optional[str] = None
+
+    def _attach(self, smtp: Optional[smtplib.SMTP]) -> None:
+        with self._lock:
+            self._smtp = smtp
+            if smtp is not None and self.aborted:
+                self._cut(smtp)
+
+    def abort(self, why: str = "aborted") -> None:
+        """End the conversation in progress (and any that starts later) with TimeoutError."""
+        with self._lock:
+            self.aborted = why
+            if self._smtp is not None:
+                self._cut(self._smtp)
+
+    @staticmethod
+    def _cut(smtp: smtplib.SMTP) -> None:
+        sock = getattr(smtp, "sock", None)
+        if sock is not None:
+            try:  # wakes the thread blocked reading: it sees the end of the connection
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _SMTP(smtplib.SMTP):
+    """Reports the socket as soon as it exists, so the deadline can cut the greeting short."""
+
+    conversation: Optional[SmtpConversation] = None
+
+    def _get_socket(self, host, port, timeout):  # type: ignore[override]
+        sock = super()._get_socket(host, port, timeout)
+        self.sock = sock
+        if self.conversation is not None:
+            self.conversation._attach(self)
+        return sock
+
+
+class _SMTP_SSL(smtplib.SMTP_SSL):
+    conversation: Optional[SmtpConversation] = None
+
+    def _get_socket(self, host, port, timeout):  # type: ignore[override]
+        sock = super()._get_socket(host, port, timeout)
+        self.sock = sock
+        if self.conversation is not None:
+            self.conversation._attach(self)
+        return sock
+
+
+def send_email(settings: MailSettings, message: EmailMessage, *,
+               max_message_bytes: Optional[int] = None,
+               conversation: Optional[SmtpConversation] = None) -> None:
+    """Connect as ``settings.security`` says, log in if credentials are set, send ``message``;
+    the whole conversation ends within ``settings.deadline`` seconds.
+
+    Raises :class:`smtplib.SMTPException` (:func:`is_permanent` tells whether sending again
+    can help; :class:`MessageTooLargeError` for a message over the server's SIZE or
+    ``max_message_bytes``), :class:`ssl.SSLError` (e.g. a certificate that does not verify),
+    :class:`TimeoutError` (``deadline`` passed, or aborted) or :class:`OSError` (server
+    unreachable); retrying is the caller's decision.
+    """
+    conversation = conversation or SmtpConversation()
+    data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+    if max_message_bytes is not None and len(data) > max_message_bytes:
+        raise MessageTooLargeError(len(data), max_message_bytes, "max_message_bytes")
+    timer = threading.Timer(settings.deadline, conversation.abort,
+                            (f"no answer within deadline = {settings.deadline} s",))
+    timer.daemon = True
+    timer.start()
+    try:
+        _converse(settings, message, len(data), conversation)
+    except (OSError, smtplib.SMTPServerDisconnected) as exc:
+        if conversation.aborted:
+            raise TimeoutError(f"mail server {settings.host}:{settings.port}: "
+                               f"{conversation.aborted}") from exc
+        raise
+    finally:
+        timer.cancel()
+        conversation._attach(None)
+
+
+def _converse(settings: MailSettings, message: EmailMessage, size: int,
+              conversation: SmtpConversation) -> None:
     context = settings.ssl_context() if settings.security != "none" else None
     smtp: smtplib.SMTP
     if settings.security == "tls":
-        smtp = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout,
-                                context=context)
+        smtp = _SMTP_SSL(timeout=settings.timeout, context=context)
     else:
-        smtp = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
-    with smtp:
+        smtp = _SMTP(timeout=settings.timeout)
+    smtp.conversation = conversation  # type: ignore[attr-defined]
+    smtp._host = settings.host  # what SMTP(host) would set: TLS checks the certificate against it
+    try:
+        smtp.connect(settings.host, settings.port)
         smtp.ehlo()
         if settings.security == "starttls":
             if not smtp.has_extn("starttls"):
@@ -225,7 +348,17 @@ def send_email(settings: MailSettings, message: EmailMessage) -> None:
                     "security = tls if it expects TLS from the start, or security = none for a "
                     "trusted relay without encryption")
             smtp.starttls(context=context)
+            conversation._attach(smtp)  # the TLS socket replaced the plain one
             smtp.ehlo()
+        limit = smtp.esmtp_features.get("size", "").strip()
+        if limit.isdigit() and int(limit) > 0 and size > int(limit):
+            raise MessageTooLargeError(size, int(limit), f"the SIZE of {settings.host}")
         if settings.username is not None:
             smtp.login(settings.username, settings.password or "")
         smtp.send_message(message)
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            pass  # the message was accepted: a lost goodbye changes nothing
+    finally:
+        smtp.close()

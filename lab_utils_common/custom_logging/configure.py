@@ -119,11 +119,43 @@ _SLOW_HANDLERS = ("slack", "mail")
 _SLOW_HANDLER_EXIT_WAIT = 15.0
 
 
+#: Records a slow handler may hold waiting (``queue_size`` of its section).
+_SLOW_QUEUE_SIZE = 1000
+
+
 class _Forwarder(logging.handlers.QueueHandler):
-    """Passes records from the main listener to a slow handler's own queue (already prepared)."""
+    """Passes records from the main listener to a slow handler's own bounded queue.
+
+    When the queue is full the record is dropped and counted in :attr:`dropped`; once there
+    is room again, one WARNING record saying how many goes to the handler in their place.
+    """
+
+    def __init__(self, own: "queue.Queue", handler: logging.Handler, queue_size: int) -> None:
+        super().__init__(own)
+        self.target = handler
+        self.queue_size = queue_size
+        self.dropped = 0
+        self.unreported = 0
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         return copy.copy(record)  # the main listener's formatters keep using the original
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        # Only the main listener's thread puts records here: qsize() is exact for it.
+        if self.unreported and self.queue.qsize() < self.queue_size:
+            report = logging.LogRecord(
+                record.name, logging.WARNING, __file__, 0,
+                "%d record(s) for the %s handler dropped: its queue (queue_size=%d) was full "
+                "while it waited for its server", (self.unreported, self.target.name,
+                                                   self.queue_size), None, func="configure_logging")
+            report.dropped_records = self.unreported
+            self.queue.put_nowait(report)
+            self.unreported = 0
+        if self.queue.qsize() >= self.queue_size:
+            self.dropped += 1
+            self.unreported += 1
+            return
+        self.queue.put_nowait(record)
 
 
 def _start_listeners(records: queue.SimpleQueue,
@@ -133,9 +165,10 @@ def _start_listeners(records: queue.SimpleQueue,
     targets: list[logging.Handler] = []
     for handler in handlers:
         if handler.name in _SLOW_HANDLERS:
-            own: queue.SimpleQueue = queue.SimpleQueue()
+            size = getattr(handler, "queue_size", _SLOW_QUEUE_SIZE)
+            own: queue.Queue = queue.Queue(size + 2)  # + a drop report and the stop sentinel
             listeners.append(logging.handlers.QueueListener(own, handler, respect_handler_level=True))
-            targets.append(_Forwarder(own))
+            targets.append(_Forwarder(own, handler, size))
         else:
             targets.append(handler)
     listeners.insert(0, logging.handlers.QueueListener(records, *targets, respect_handler_level=True))
@@ -145,9 +178,12 @@ def _start_listeners(records: queue.SimpleQueue,
 
 
 def _stop_listeners(listeners: list[logging.handlers.QueueListener]) -> None:
-    """Deliver what is queued: the main listener fully, slow handlers within _SLOW_HANDLER_EXIT_WAIT."""
+    """Deliver what is queued: the main listener fully, slow handlers within _SLOW_HANDLER_EXIT_WAIT;
+    say once, on stderr, exactly how many records a slow handler dropped or gave up."""
     if not listeners:
         return
+    forwarders = {id(handler.queue): handler for handler in listeners[0].handlers
+                  if isinstance(handler, _Forwarder)}
     listeners[0].stop()
     deadline = time.monotonic() + _SLOW_HANDLER_EXIT_WAIT
     for listener in listeners[1:]:
@@ -156,9 +192,28 @@ def _stop_listeners(listeners: list[logging.handlers.QueueListener]) -> None:
             continue
         listener.enqueue_sentinel()
         thread.join(max(0.0, deadline - time.monotonic()))
+        forwarder = forwarders.get(id(listener.queue))
+        given_up = 0
+        dropped = forwarder.unreported if forwarder is not None else 0
         if thread.is_alive():
-            print(f"lab_utils_common: {listener.handlers[0]!r} still sending at exit; its queued "
-                  f"records are given up", file=sys.stderr)
+            while True:  # what the handler will never send: counted, then let go
+                try:
+                    item = listener.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is listener._sentinel:  # noqa: SLF001
+                    listener.queue.put_nowait(item)
+                    break
+                report = getattr(item, "dropped_records", None)
+                if report is not None:
+                    dropped += report  # a drop report that never went out
+                else:
+                    given_up += 1
+        if given_up or dropped:
+            print(f"lab_utils_common: {listener.handlers[0]!r}: {given_up} queued record(s) given "
+                  f"up at exit after {_SLOW_HANDLER_EXIT_WAIT:g} s"
+                  + (f", {dropped} more dropped earlier (queue_size full) and not yet reported"
+                     if dropped else ""), file=sys.stderr)
         listener._thread = None  # noqa: SLF001 - a daemon thread: it does not hold up the exit
 
 
@@ -241,6 +296,7 @@ def _build_handlers(config_file: Optional[str], environ: Mapping[str, str],
             Option("log_level", parse_log_level, SUCCESS),
             Option("channel", str, None),
             Option("user", str, None),
+            Option("queue_size", positive_int, _SLOW_QUEUE_SIZE),
         ])
         option = "webhook_url_file" if values["webhook_url_file"] else "api_file"
         url_file = values["webhook_url_file"] or values["api_file"]
@@ -260,15 +316,19 @@ def _build_handlers(config_file: Optional[str], environ: Mapping[str, str],
                               file=config_file, section="SlackLogger", option=option,
                               value=None if values["webhook_url"] else url_file) from None
         slack_handler.set_name("slack")
+        slack_handler.queue_size = values["queue_size"]  # type: ignore[attr-defined]
         slack_handler.setLevel(values["log_level"])
         handlers.append(slack_handler)
 
     if active("MailHandler", False):
-        level = section("MailHandler", [Option("log_level", parse_log_level, SUCCESS)])["log_level"]
+        values = section("MailHandler", [Option("log_level", parse_log_level, SUCCESS),
+                                         Option("queue_size", positive_int, _SLOW_QUEUE_SIZE)])
+        level = values["log_level"]
         has_section = parser is not None and parser.has_section("MailHandler")
         settings = MailSettings.from_config(config_file if has_section else None, environ=environ)
         mail_handler = TlsSMTPHandler.from_settings(settings)
         mail_handler.set_name("mail")
+        mail_handler.queue_size = values["queue_size"]  # type: ignore[attr-defined]
         mail_handler.setLevel(level)
         mail_handler.setFormatter(logging.Formatter(MAIL_FORMAT, DATEFMT))
         handlers.append(mail_handler)

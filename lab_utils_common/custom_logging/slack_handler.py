@@ -8,6 +8,8 @@ import os
 import urllib.request
 from typing import Optional
 
+from lab_utils_common.safe_text import slack_text
+
 __all__ = ["SlackWebhookHandler", "read_webhook_file", "NoStacktraceFormatter"]
 
 SLACK_FORMAT = "%(asctime)s   %(levelname)s   %(name)s   %(module)s   %(funcName)s   %(message)s"
@@ -70,7 +72,7 @@ class SlackWebhookHandler(logging.Handler):
 
     def payload(self, record: logging.LogRecord) -> dict:
         """The JSON document posted for ``record``."""
-        document = {"text": self.format(record)}
+        document = {"text": slack_text(self.format(record))}
         if self.channel:
             document["channel"] = self.channel
         if self.username:

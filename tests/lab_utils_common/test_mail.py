@@ -204,3 +204,58 @@ def test_unknown_security_mode_names_value(tmp_path, credentials_file):
 def test_missing_mail_host_names_env_variable():
     with pytest.raises(MissingOptionError, match="LABUTILS_MAILHANDLER_MAIL_HOST"):
         MailSettings.from_config(environ={})
+
+
+INJECTED = "=?utf-8?q?=0D=0AReply-To:_evil@example.net=0D=0AContent-Type:_text/html?= pump"
+
+
+def test_an_encoded_word_is_never_decoded_into_a_header(smtp_server):
+    settings = settings_for(smtp_server)
+    send_email(settings, build_message(settings, INJECTED, "body"))
+    [message] = smtp_server.wait_for(1)
+    assert message["Reply-To"] is None
+    assert message.get_content_type() == "text/plain"
+    # Shown as sent: the encoded word is text (a zero-width space keeps it from being one).
+    assert message["Subject"].replace("\u200b", "") == INJECTED
+
+
+def test_control_and_bidi_characters_are_shown_escaped(smtp_server):
+    settings = settings_for(smtp_server)
+    send_email(settings, build_message(settings, "valve\x00 \x1b[31mred \u202eevil \u2066x",
+                                       "line\x07 one\nreversed \u202e here\tand \u2066isolate"))
+    [message] = smtp_server.wait_for(1)
+    assert message["Subject"] == "valve\\x00 \\x1b[31mred \\u202eevil \\u2066x"
+    assert message.get_content() == "line\\x07 one\nreversed \\u202e here\tand \\u2066isolate\n"
+
+
+def test_a_server_that_never_finishes_its_greeting_ends_at_the_deadline(slow_greeter):
+    import threading
+
+    settings = MailSettings(host=slow_greeter.host, port=slow_greeter.port, security="none",
+                            sender="lab@example.org", recipients=("a@example.org",),
+                            subject="s", timeout=5.0, deadline=1.0)
+    outcome: list = []
+
+    def send() -> None:
+        try:
+            send_email(settings, build_message(settings, "slow", "body"))
+        except Exception as exc:
+            outcome.append(exc)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    sender.join(30)  # before: blocked for ever (each byte came within the per-read timeout)
+    assert not sender.is_alive()
+    [error] = outcome
+    assert isinstance(error, TimeoutError) and "deadline = 1.0 s" in str(error)
+
+
+def test_a_message_over_the_servers_size_is_refused_before_sending(smtp_server_factory):
+    from lab_utils_common.mail import MessageTooLargeError, is_permanent
+
+    server = smtp_server_factory("none", auth=False)
+    settings = settings_for(server)
+    with pytest.raises(MessageTooLargeError) as refused:
+        send_email(settings, build_message(settings, "big", "x" * 50_000), max_message_bytes=20_000)
+    assert is_permanent(refused.value) and "max_message_bytes = 20000" in str(refused.value)
+    assert server.messages == []

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import time
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Optional, Sequence
 
 from lab_utils_common.custom_logging import getLogger
 
-from log_relay.digest import build_digest, due_at
+from log_relay.digest import build_digest, cut_record, dead_letter_digest, due_at, summary_digest
 from log_relay.sinks import Sink
 from log_relay.spool import Spool
 
@@ -45,6 +46,9 @@ class DeliveryTiming:
     retry_max: float = 300.0
     max_records: int = 5000
     max_lines: int = 50
+    #: digests per sink in any ``group_interval`` across all groups; more are folded into one
+    #: summary digest per interval
+    max_digests: int = 10
     retention: float = 86400.0
     purge_every: float = 60.0
 
@@ -55,13 +59,9 @@ class _Group:
     last_sent: Optional[float] = None
     backlog: bool = False                # the last digest was cut at max_records
     fresh: Optional[float] = None        # oldest record notified while a delivery ran
-
-
-@dataclass
-class _SinkState:
-    failures: int = 0
+    failures: int = 0                    # failed attempts in a row (back-off is per group)
     retry_at: float = 0.0
-    last_error: Optional[str] = None
+    limit: Optional[int] = None          # records per digest after a refusal split it
 
 
 @dataclass
@@ -73,6 +73,7 @@ class _Outcome:
     backlog: bool = False
     error: Optional[str] = None
     delivered: int = 0
+    split: Optional[int] = None          # refused for good: try again at once with this many
 
 
 def _min(a: Optional[float], b: Optional[float]) -> Optional[float]:
@@ -94,7 +95,6 @@ class DeliveryScheduler:
         self.delivered = 0
         self.failed_attempts = 0
         self._groups: dict[GroupKey, _Group] = {}
-        self._sink_state = {name: _SinkState() for name in self.sinks}
         self._wake = asyncio.Event()
         self._stopping = False
         self._spool: Optional[Spool] = None
@@ -102,6 +102,9 @@ class DeliveryScheduler:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="delivery")
         self._next_purge = 0.0
         self._drain_timeout = 5.0
+        self._stop_deadline = 0.0
+        self._sent: dict[str, collections.deque] = {name: collections.deque() for name in self.sinks}
+        self._summary_sent: dict[str, float] = {}
 
     # ------------------------------------------------------------------ called from the loop
 
@@ -139,7 +142,8 @@ class DeliveryScheduler:
                         return
             await self._deliver_until_stopped()
             try:
-                await asyncio.wait_for(self._deliver_due(ignore_wait=True), self._drain_timeout)
+                await asyncio.wait_for(self._deliver_due(ignore_wait=True),
+                                       max(0.0, self._stop_deadline - time.monotonic()))
             except asyncio.TimeoutError:
                 _log.warning("delivery: final pass not done after %.1f s; the rest stays in the "
                              "spool for the next start", self._drain_timeout)
@@ -169,10 +173,18 @@ class DeliveryScheduler:
                 pass
 
     def stop(self, drain_timeout: float = 5.0) -> None:
-        """Ask :meth:`run` to make its last pass (sending what is pending now) and return."""
+        """Ask :meth:`run` to make its last pass (sending what is pending now) and return,
+        within ``drain_timeout`` seconds whatever the servers do: then every conversation
+        still going is cut (what it carried stays in the spool)."""
         self._stopping = True
         self._drain_timeout = drain_timeout
+        self._stop_deadline = time.monotonic() + drain_timeout
+        asyncio.get_running_loop().call_later(drain_timeout, self._abort_sinks)
         self._wake.set()
+
+    def _abort_sinks(self) -> None:
+        for sink in self.sinks.values():
+            sink.abort(f"log-relay stopping: drain_timeout passed")
 
     async def _deliver_due(self, ignore_wait: bool) -> float:
         """Deliver every due group; return when the next one is due."""
@@ -187,39 +199,77 @@ class DeliveryScheduler:
                 wait = 0.0 if ignore_wait else self.timing.group_wait
                 at = due_at(group.oldest, group.last_sent, wait, self.timing.group_interval,
                             group.backlog)
-                at = max(at, self._sink_state[key[0]].retry_at)
+                at = max(at, group.retry_at)
                 if at <= now:
                     due.append((group.oldest, key))
                 else:
                     next_due = min(next_due, at)
             if not due:
                 return next_due
+            overflow: dict[str, list[GroupKey]] = {}
             for _, key in sorted(due):
-                if self._sink_state[key[0]].retry_at > time.time():
-                    continue  # this sink failed earlier in this pass
+                if self._stopping and not ignore_wait:
+                    return time.time()  # the final pass takes over
+                if not self._may_send(key[0], now):
+                    overflow.setdefault(key[0], []).append(key)
+                    continue
                 self._groups[key].fresh = None
                 outcome = await loop.run_in_executor(self._executor, self._deliver, key)
+                if outcome.sent_at is not None:
+                    self._sent[key[0]].append(outcome.sent_at)
                 self._apply(outcome)
+            for sink_name, keys in overflow.items():
+                summary_at = self._summary_sent.get(sink_name)
+                if summary_at is None or now - summary_at >= self.timing.group_interval \
+                        or self._stopping:
+                    for key in keys:
+                        self._groups[key].fresh = None
+                    outcomes = await loop.run_in_executor(self._executor, self._deliver_summary,
+                                                          sink_name, keys)
+                    if any(outcome.sent_at is not None for outcome in outcomes):
+                        self._summary_sent[sink_name] = time.time()
+                    for outcome in outcomes:
+                        self._apply(outcome)
+                else:
+                    # Over the cap and the summary went out this interval: wait for room.
+                    free_at = min(self._sent[sink_name][0] if self._sent[sink_name] else now,
+                                  summary_at) + self.timing.group_interval
+                    for key in keys:
+                        self._groups[key].retry_at = max(self._groups[key].retry_at, free_at)
+
+    def _may_send(self, sink_name: str, now: float) -> bool:
+        """Whether the sink is under ``max_digests`` digests in the last ``group_interval``."""
+        sent = self._sent[sink_name]
+        while sent and sent[0] <= now - self.timing.group_interval:
+            sent.popleft()
+        return len(sent) < self.timing.max_digests
 
     def _apply(self, outcome: _Outcome) -> None:
         group = self._groups[outcome.key]
-        state = self._sink_state[outcome.key[0]]
         if outcome.ok:
             group.oldest = _min(outcome.oldest, group.fresh)
             if outcome.sent_at is not None:
                 group.last_sent = outcome.sent_at
             group.backlog = outcome.backlog
-            state.failures = 0
-            state.retry_at = 0.0
+            group.failures = 0
+            group.retry_at = 0.0
             self.delivered += outcome.delivered
+        elif outcome.split is not None:
+            # Refused for good as a whole: smaller digests go at once (down to one record,
+            # then cut, then parked): one refused digest never holds up the rest.
+            group.limit = outcome.split
+            group.retry_at = 0.0
+            _log.warning("delivery to %s refused a digest of %s/%s for good; sending it in "
+                         "digests of at most %d record(s): %s", outcome.key[0], outcome.key[1],
+                         outcome.key[2], outcome.split, outcome.error)
         else:
             self.failed_attempts += 1
-            delay = min(self.timing.retry_initial * (2 ** state.failures), self.timing.retry_max)
-            state.failures += 1
-            state.retry_at = time.time() + delay
-            state.last_error = outcome.error
-            _log.error("delivery to %s failed (attempt %d), retrying in %.1f s: %s",
-                       outcome.key[0], state.failures, delay, outcome.error)
+            delay = min(self.timing.retry_initial * (2 ** group.failures), self.timing.retry_max)
+            group.failures += 1
+            group.retry_at = time.time() + delay
+            _log.error("delivery of %s/%s to %s failed (attempt %d), retrying in %.1f s: %s",
+                       outcome.key[1] or "unparsed input", outcome.key[2], outcome.key[0],
+                       group.failures, delay, outcome.error)
         group.fresh = None
 
     # ------------------------------------------------------------------ in the worker thread
@@ -243,8 +293,12 @@ class DeliveryScheduler:
         assert self._spool is not None
         sink_name, app, level = key
         spool = self._spool
+        sink = self.sinks[sink_name]
+        limit = self._groups[key].limit or self.timing.max_records
         try:
-            batch = spool.take_batch(sink_name, app, level, self.timing.max_records)
+            # A digest holds each message up to twice (body and attachment): half the limit.
+            batch = spool.take_batch(sink_name, app, level, limit,
+                                     max_bytes=getattr(sink, "max_message_bytes", 10 << 20) // 2)
             if not batch:
                 return _Outcome(key, ok=True, oldest=spool.oldest_pending(sink_name, app, level))
             remaining = spool.pending_count(sink_name, app, level) - len(batch)
@@ -253,9 +307,23 @@ class DeliveryScheduler:
         except Exception as exc:  # the spool itself fails: report, retry later
             return self._failed(key, f"spool: {type(exc).__name__}: {exc}")
         try:
-            self.sinks[sink_name].send(digest)
-        except Exception as exc:  # SMTP/TLS/network/webhook errors alike: retry later
-            return self._failed(key, f"{type(exc).__name__}: {exc}")
+            sink.send(digest)
+        except Exception as exc:  # SMTP/TLS/network/webhook errors alike
+            error = f"{type(exc).__name__}: {exc}"
+            if not sink.is_permanent(exc):
+                return self._failed(key, error)  # retried with back-off
+            if len(batch) > 1:
+                return _Outcome(key, ok=False, split=max(1, len(batch) // 2), error=error)
+            # One record refused for good: cut it to fit, and if even that is refused, park it.
+            try:
+                digest = build_digest([cut_record(batch[0], sink.cut_size(exc), error)], app=app,
+                                      level=level, max_lines=self.timing.max_lines,
+                                      remaining=remaining)
+                sink.send(digest)
+            except Exception as again:
+                if not sink.is_permanent(again):
+                    return self._failed(key, f"{type(again).__name__}: {again}")
+                return self._park(key, batch, f"{type(again).__name__}: {again}")
         sent_at = time.time()
         summary = f"{digest.summary} to {sink_name}"
         try:
@@ -266,8 +334,79 @@ class DeliveryScheduler:
             return self._failed(key, f"spool: marking {summary} as delivered failed: "
                                      f"{type(exc).__name__}: {exc}")
         _log.info("delivered %s", summary)
+        if remaining == 0:
+            self._groups[key].limit = None  # what was refused went out or was parked
         return _Outcome(key, ok=True, oldest=oldest, sent_at=sent_at, backlog=remaining > 0,
                         delivered=len(batch))
+
+    def _deliver_summary(self, sink_name: str, keys: list[GroupKey]) -> list[_Outcome]:
+        """Fold the records of ``keys`` into one summary digest (the sink is over its cap)."""
+        assert self._spool is not None
+        spool = self._spool
+        share = max(1, self.timing.max_records // len(keys))
+        try:
+            batches = {key: spool.take_batch(sink_name, key[1], key[2], share) for key in keys}
+            batches = {key: batch for key, batch in batches.items() if batch}
+            if not batches:
+                return [_Outcome(key, ok=True, oldest=spool.oldest_pending(*key)) for key in keys]
+            digest = summary_digest({(key[1], key[2]): batch for key, batch in batches.items()},
+                                    max_lines=self.timing.max_lines)
+            self.sinks[sink_name].send(digest)
+        except Exception as exc:
+            return [self._failed(key, f"summary: {type(exc).__name__}: {exc}") for key in keys]
+        sent_at = time.time()
+        outcomes = []
+        for key in keys:
+            batch = batches.get(key, [])
+            try:
+                if batch:
+                    spool.mark_delivered(sink_name, key[1], key[2], [r.id for r in batch], sent_at,
+                                         f"{len(batch)} {key[2]} record(s) from {key[1] or '?'} "
+                                         f"in a summary to {sink_name}")
+                oldest = spool.oldest_pending(*key)
+            except Exception as exc:
+                outcomes.append(self._failed(key, f"spool: {exc}"))
+                continue
+            outcomes.append(_Outcome(key, ok=True, oldest=oldest, sent_at=sent_at,
+                                     backlog=oldest is not None, delivered=len(batch)))
+        _log.info("delivered a summary of %d group(s) to %s: over max_digests = %d per "
+                  "group_interval", len(batches), sink_name, self.timing.max_digests)
+        return outcomes
+
+    def _park(self, key: GroupKey, batch: list, error: str) -> _Outcome:
+        """Move records the sink refuses whatever their size into the dead letters, and send
+        a digest of their own that says so."""
+        assert self._spool is not None
+        sink_name, app, level = key
+        try:
+            self._spool.park(sink_name, app, level, [record.id for record in batch], error)
+        except Exception as exc:
+            return self._failed(key, f"spool: parking a refused record failed: {exc}")
+        _log.error("%s refused %d record(s) of %s/%s for good, even cut: parked as dead letters "
+                   "(log-relay status counts them): %s", sink_name, len(batch),
+                   app or "unparsed input", level, error)
+        self._notify_dead_letters(sink_name)
+        return _Outcome(key, ok=True, oldest=self._spool.oldest_pending(sink_name, app, level),
+                        backlog=True)
+
+    def _notify_dead_letters(self, sink_name: str) -> None:
+        """Send the digest about dead letters not reported yet (best effort: retried at each
+        purge pass; a notice refused for good is not retried)."""
+        assert self._spool is not None
+        try:
+            parked = self._spool.dead_letters_to_notify(sink_name, self.timing.max_lines)
+            if not parked:
+                return
+            digest = dead_letter_digest(parked)
+            try:
+                self.sinks[sink_name].send(digest)
+            except Exception as exc:
+                if not self.sinks[sink_name].is_permanent(exc):
+                    raise
+                _log.error("the dead-letter notice itself was refused by %s: %s", sink_name, exc)
+            self._spool.mark_dead_letters_notified(sink_name, [record.id for record, _ in parked])
+        except Exception as exc:
+            _log.error("dead-letter notice to %s not sent yet: %s", sink_name, exc)
 
     def _failed(self, key: GroupKey, error: str) -> _Outcome:
         try:
@@ -281,6 +420,8 @@ class DeliveryScheduler:
     def _purge(self) -> None:
         assert self._spool is not None
         self._next_purge = time.time() + self.timing.purge_every
+        for sink_name in self.sinks:
+            self._notify_dead_letters(sink_name)
         try:
             removed = self._spool.purge(time.time() - self.timing.retention)
         except Exception as exc:

@@ -22,10 +22,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from lab_utils_common.safe_text import display_text
+
 from log_relay.record_parser import UNPARSED_LEVEL
 from log_relay.spool import SpooledRecord
 
-__all__ = ["Digest", "build_digest", "due_at", "check_subject_template", "SUBJECT_FIELDS",
+__all__ = ["Digest", "build_digest", "cut_record", "dead_letter_digest", "summary_digest", "due_at", "check_subject_template", "SUBJECT_FIELDS",
            "DEFAULT_SUBJECT_TEMPLATE"]
 
 #: The placeholders a subject template may use.
@@ -33,13 +35,9 @@ SUBJECT_FIELDS = ("subject", "level", "app", "count", "first_message", "more", "
 
 DEFAULT_SUBJECT_TEMPLATE = "{subject} [{level}] {app}: {first_message}{more}"
 
-# Control characters (other than tab and newline) shown as escapes: a NUL or an
-# escape sequence from binary input must not reach a mail client or a terminal raw.
-_CONTROL = {code: f"\\x{code:02x}" for code in [*range(0, 9), *range(11, 32), 127]}
-
-
 def _printable(text: Optional[str]) -> str:
-    return "" if text is None else text.translate(_CONTROL)
+    # A NUL, an escape sequence or a bidi override must not reach a mail client raw.
+    return "" if text is None else display_text(text)
 
 
 def due_at(oldest_pending: float, last_sent_at: Optional[float], group_wait: float,
@@ -166,3 +164,49 @@ def build_digest(records: Sequence[SpooledRecord], *, app: str, level: str,
                  f"(spool record ids {records[0].id}..{records[-1].id}).")
     return Digest(app=app, level=level, records=list(records), body="\n".join(lines) + "\n",
                   attachment=attachment, remaining=remaining)
+
+
+def cut_record(record: SpooledRecord, keep: int, error: str) -> SpooledRecord:
+    """The record with its message cut to ``keep`` characters and a note saying why (the
+    whole record stays in the spool)."""
+    if len(record.message) <= keep:
+        return record
+    note = (f"message cut from {len(record.message)} to {keep} characters: the mail server "
+            f"refused it whole ({error}); the whole record stays in the spool, id {record.id}")
+    return record._replace(message=record.message[:keep],
+                           note=f"{record.note}; {note}" if record.note else note)
+
+
+def dead_letter_digest(parked: Sequence[tuple[SpooledRecord, str]]) -> Digest:
+    """A digest of its own about records a sink refused for good (the dead letters)."""
+    records = [record._replace(
+        message=f"[{record.level} from {record.app or 'unparsed input'}] "
+                + (record.message[:300] + "..." if len(record.message) > 300 else record.message),
+        note=f"refused for good: {error}") for record, error in parked]
+    digest = build_digest(records, app="log-relay", level="DEAD_LETTER", max_lines=len(records))
+    body = (f"{len(records)} record(s) were refused by the mail server for good, even cut, and "
+            "are parked in the spool as dead letters (log-relay status counts them).\n\n"
+            + digest.body)
+    return Digest(app="log-relay", level="DEAD_LETTER", records=records, body=body,
+                  attachment=None, remaining=0)
+
+
+def summary_digest(groups: dict, *, max_lines: int = 50) -> Digest:
+    """One digest for many groups ({(app, level): records}): sent instead of one per group
+    when a sink is over ``max_digests`` per ``group_interval`` (a flood of distinct apps)."""
+    records = [record for batch in groups.values() for record in batch]
+    lines = [f"{len(records)} record(s) from {len(groups)} group(s), summarised in one message "
+             "because more groups than max_digests were due in one group_interval.", ""]
+    ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
+    for (app, level), batch in ordered[:max_lines]:
+        first = " ".join(_printable(batch[0].message).split())
+        lines.append(f"{len(batch):>7}x  [{level}] {app or 'unparsed input'}: "
+                     f"{first[:120] + '...' if len(first) > 120 else first}")
+    if len(ordered) > max_lines:
+        lines.append(f"... and {len(ordered) - max_lines} more group(s).")
+    lines += ["", "Every record is in the attached file records.txt.",
+              f"Relayed by log-relay on {socket.gethostname()}."]
+    attachment = "\n".join(f"[{r.level}] {r.app or 'unparsed input'}  " + _record_line(r)
+                           for r in records) + "\n"
+    return Digest(app="several apps", level="SUMMARY", records=records,
+                  body="\n".join(lines) + "\n", attachment=attachment, remaining=0)

@@ -32,9 +32,11 @@ import logging
 import re
 from typing import NamedTuple, Optional
 
-from lab_utils_common.alarm_wire import unescape_message
+from lab_utils_common.alarm_wire import LINE_PATTERN, unescape_message
 
-__all__ = ["ParsedRecord", "RecordParser", "UNPARSED_LEVEL", "level_number"]
+__all__ = ["ParsedRecord", "RecordParser", "UNPARSED_LEVEL", "level_number", "parse_line",
+           "parse_sequenced",
+           "merge_raw"]
 
 #: The level given to input that is not a record (it is always delivered).
 UNPARSED_LEVEL = "UNPARSED"
@@ -110,10 +112,13 @@ def parse_record(data: bytes, note: Optional[str] = None) -> ParsedRecord:
     if len(stripped) != len(rest) and stripped.endswith(b"}"):
         # "}\n": this project's line, the message escaped so that it is one line.
         body, complete, escaped = stripped[:-1], True, True
-    elif rest.endswith(b"}") and _TRACE.search(rest) is None:
+    elif rest.endswith(b"}"):
+        # 0.5.x. 0.5.4's configure_logging puts the traceback inside the braces; a message
+        # may hold "}" + line break + "Traceback" itself ("failed with {ctx}" + exc_info).
         body, complete, escaped = rest[:-1], True, False
     else:
-        # 0.5.x with exc_info: "...--message {text}\nTraceback ...". Keep the traceback.
+        # 0.5.x with a plain logging.Formatter and exc_info: "...--message {text}\nTraceback
+        # ..." (the traceback after the closing brace). Keep the traceback.
         trace = _TRACE.search(rest)
         cut = trace.start() if trace else rest.find(b"}\n")
         if cut >= 0:
@@ -138,8 +143,117 @@ def raw_record(data: bytes, note: Optional[str] = None) -> ParsedRecord:
     text, valid = _decode(data.rstrip(b"\r\n"))
     return ParsedRecord(
         date=None, level=UNPARSED_LEVEL, app=None, module=None, function=None, message=text,
-        note=_join_notes("not a lab-utils record: kept as raw text", note,
+        note=_join_notes(_RAW_NOTE, note,
                          None if valid else "invalid UTF-8 shown as \\x escapes"))
+
+
+# A whole line of this project's sender, matched on decoded text: the hot path. The format
+# has one home, lab_utils_common.alarm_wire.
+_SEQUENCED = re.compile(LINE_PATTERN + r"\n")
+
+
+def parse_sequenced(data: bytes, max_record_size: int, received_at: float, peer: str,
+                    sender: Optional[str]) -> list[tuple]:
+    """Parse complete sequenced lines (``data`` ends with a line end) into spool rows
+    (:data:`log_relay.spool.RecordRow`; ``sender`` None for a line without sequence number).
+
+    Well-formed lines (nearly all) go through one regular expression over the whole chunk;
+    anything else (invalid UTF-8, junk, over-long lines) through :func:`parse_line`.
+    """
+    out: list[tuple] = []
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        _slow_lines(data, max_record_size, out, received_at, peer, sender)
+        return out
+    position = 0
+    levels = _LEVELS
+    for match in _SEQUENCED.finditer(text):
+        start, end = match.span()
+        if start != position:
+            _slow_lines(text[position:start].encode("utf-8"), max_record_size, out, received_at,
+                        peer, sender)
+        if end - start > max_record_size:
+            _slow_lines(text[start:end].encode("utf-8"), max_record_size, out, received_at, peer,
+                        sender)
+        else:
+            seq, _name, date, level, app, module, function, message = match.groups()
+            if "\\" in message:
+                message = unescape_message(message)
+            levelno = levels.get(level)
+            if levelno is None:
+                levelno = level_number(level)
+            out.append((received_at, peer, date, level, levelno, app, module, function, message,
+                        None, None if seq is None else sender, None if seq is None else int(seq)))
+        position = end
+    if position != len(text):
+        _slow_lines(text[position:].encode("utf-8"), max_record_size, out, received_at, peer,
+                    sender)
+    return out
+
+
+def _slow_lines(data: bytes, max_record_size: int, out: list[tuple], received_at: float,
+                peer: str, sender: Optional[str]) -> None:
+    from lab_utils_common.alarm_wire import split_sequenced
+
+    for line in data.split(b"\n"):
+        if line:
+            seq, text = split_sequenced(line)
+            r = parse_line(text, max_record_size)
+            out.append((received_at, peer, r.date, r.level, r.levelno, r.app, r.module,
+                        r.function, r.message, r.note, None if seq is None else sender, seq))
+
+
+def parse_line(data: bytes, max_record_size: int) -> ParsedRecord:
+    """Parse one line of this project's sender (without its sequence number), cut at
+    ``max_record_size`` bytes with a note."""
+    if len(data) > max_record_size:
+        note = (f"record of {len(data)} bytes cut at max_record_size = {max_record_size} "
+                "bytes; the rest was discarded")
+        head = data[:max_record_size]
+        return parse_record(head, note) if _HEADER.match(head) else raw_record(head, note)
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    return parse_record(data) if _START.match(data) else raw_record(data)
+
+
+_RAW_NOTE = "not a lab-utils record: kept as raw text"
+
+
+def merge_raw(records: list[ParsedRecord], max_size: int) -> list[ParsedRecord]:
+    """Fold consecutive raw-text records (lines that are not records, from one connection)
+    into records of up to ``max_size`` characters: 2 MB of garbage is a few records, not
+    200,000 (and not 40 mails)."""
+    out: list[ParsedRecord] = []
+    run: list[ParsedRecord] = []
+
+    def close_run() -> None:
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            notes = {note for r in run for note in (r.note or "").split("; ")
+                     if note and note != _RAW_NOTE}
+            out.append(ParsedRecord(
+                date=None, level=UNPARSED_LEVEL, app=None, module=None, function=None,
+                message="\n".join(r.message for r in run),
+                note=_join_notes(f"{len(run)} lines that are not lab-utils records: kept as raw "
+                                 "text", *sorted(notes))))
+        run.clear()
+
+    size = 0
+    for record in records:
+        if record.level == UNPARSED_LEVEL and record.note and record.note.startswith(_RAW_NOTE):
+            if run and size + len(record.message) + 1 > max_size:
+                close_run()
+                size = 0
+            run.append(record)
+            size += len(record.message) + 1
+        else:
+            close_run()
+            size = 0
+            out.append(record)
+    close_run()
+    return out
 
 
 class RecordParser:

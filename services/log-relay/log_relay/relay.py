@@ -43,13 +43,16 @@ class LogRelay:
     def __init__(self, settings: RelaySettings) -> None:
         self.settings = settings
         self.writer = SpoolWriter(settings.spool_path, sinks=settings.sink_names,
-                                  min_level=settings.min_level, on_commit=self._committed)
+                                  min_level=settings.min_level, on_commit=self._committed,
+                                  on_failure=self._commit_failed)
         self.scheduler = DeliveryScheduler(settings.spool_path, settings.sinks,
                                            timing=settings.timing)
         self.receiver = RecordReceiver(self.writer, host=settings.host, port=settings.port,
                                        max_record_size=settings.max_record_size,
                                        tail_wait=settings.tail_wait,
-                                       max_backlog=settings.max_backlog)
+                                       max_backlog=settings.max_backlog,
+                                       max_backlog_bytes=settings.max_backlog_bytes,
+                                       max_connections=settings.max_connections)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -120,15 +123,27 @@ class LogRelay:
         _log.info("log-relay stopped: %d record(s) received, %d committed, %d delivered",
                   self.receiver.received, self.writer.committed, self.scheduler.delivered)
 
-    def _committed(self, count: int, groups: dict) -> None:
+    def _committed(self, count: int, groups: dict, acks: dict) -> None:
         # Called in the writer thread; the scheduler and receiver live in the loop.
         if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._after_commit, groups)
+            try:
+                self._loop.call_soon_threadsafe(self._after_commit, groups, acks)
+            except RuntimeError:  # the loop closed meanwhile: the senders send again
+                pass
 
-    def _after_commit(self, groups: dict) -> None:
+    def _after_commit(self, groups: dict, acks: dict) -> None:
+        for connection, seq in acks.items():
+            connection.ack(seq)
         if groups:
             self.scheduler.notify(groups)
         self.receiver.on_commit()
+
+    def _commit_failed(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self.receiver.on_commit_failed)
+            except RuntimeError:
+                pass
 
     async def _heartbeat(self) -> None:
         while True:
@@ -137,5 +152,7 @@ class LogRelay:
                 "heartbeat_at": _iso(now), "heartbeat_epoch": f"{now:.3f}",
                 "connections": str(self.receiver.connection_count),
                 "accepted_since_start": str(self.writer.committed),
+                "duplicates_dropped": str(self.writer.duplicates),
+                "connections_refused": str(self.receiver.refused),
                 "spool_write_error": self.writer.last_error})
             await asyncio.sleep(self.settings.heartbeat_interval)

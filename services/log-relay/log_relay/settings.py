@@ -68,6 +68,13 @@ def _record_size(text: str) -> int:
     return value
 
 
+def _message_size(text: str) -> int:
+    value = positive_int(text)
+    if value < 16384:
+        raise ValueError(f"{value} bytes is too small for a mail (at least 16384)")
+    return value
+
+
 def _relay_options(default_port: int) -> list[Option]:
     timing = DeliveryTiming()
     return [
@@ -84,9 +91,13 @@ def _relay_options(default_port: int) -> list[Option]:
         Option("retry_max", positive_float, timing.retry_max),
         Option("digest_max_records", positive_int, timing.max_records),
         Option("digest_max_lines", positive_int, timing.max_lines),
+        Option("max_digests", positive_int, timing.max_digests),
         Option("subject_template", check_subject_template, DEFAULT_SUBJECT_TEMPLATE),
         Option("retention", non_negative_float, timing.retention),
         Option("max_backlog", positive_int, 200000),
+        Option("max_backlog_bytes", positive_int, 64 << 20),
+        Option("max_connections", positive_int, 500),
+        Option("max_message_bytes", _message_size, 10 << 20),
         Option("heartbeat_interval", positive_float, 5.0),
         Option("unhealthy_after", positive_float, 1800.0),
         Option("drain_timeout", positive_float, 5.0),
@@ -112,6 +123,8 @@ class RelaySettings:
     tail_wait: float = 0.25
     timing: DeliveryTiming = field(default_factory=DeliveryTiming)
     max_backlog: int = 200000
+    max_backlog_bytes: int = 64 << 20
+    max_connections: int = 500
     heartbeat_interval: float = 5.0
     unhealthy_after: float = 1800.0
     drain_timeout: float = 5.0
@@ -149,29 +162,34 @@ class RelaySettings:
                 option="retry_max", value=values["retry_max"])
         sinks: tuple[Sink, ...] = ()
         if with_sinks:
-            sinks = tuple(cls._sink(name, config_file, parser, environ, values["subject_template"])
+            sinks = tuple(cls._sink(name, config_file, parser, environ, values["subject_template"],
+                                    values["max_message_bytes"])
                           for name in values["sinks"])
         timing = DeliveryTiming(
             group_wait=values["group_wait"], group_interval=values["group_interval"],
             retry_initial=values["retry_initial"], retry_max=values["retry_max"],
             max_records=values["digest_max_records"], max_lines=values["digest_max_lines"],
+            max_digests=values["max_digests"],
             retention=values["retention"])
         return cls(host=values["host"], port=values["port"],
                    spool_path=os.path.abspath(os.path.expanduser(values["spool_path"])),
                    sinks=sinks, min_level=values["min_level"],
                    max_record_size=values["max_record_size"], tail_wait=values["tail_wait"],
                    timing=timing, max_backlog=values["max_backlog"],
+                   max_backlog_bytes=values["max_backlog_bytes"],
+                   max_connections=values["max_connections"],
                    heartbeat_interval=values["heartbeat_interval"],
                    unhealthy_after=values["unhealthy_after"],
                    drain_timeout=values["drain_timeout"])
 
     @staticmethod
-    def _sink(name: str, config_file: Optional[str], parser, environ, subject_template: str) -> Sink:
+    def _sink(name: str, config_file: Optional[str], parser, environ, subject_template: str,
+              max_message_bytes: int) -> Sink:
         if name == "mail":
             mail = MailSettings.from_config(
                 config_file if parser is not None and parser.has_section("MailHandler") else None,
                 environ=environ)
-            return MailSink(mail, subject_template)
+            return MailSink(mail, subject_template, max_message_bytes=max_message_bytes)
         slack_parser = parser if parser is not None and parser.has_section("SlackLogger") else None
         values = load_section("SlackLogger", [
             Option("webhook_url", str, None, secret=True),

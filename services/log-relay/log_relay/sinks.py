@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from typing import Protocol
+from typing import Optional, Protocol
 
-from lab_utils_common.mail import MailSettings, build_message, send_email
+from lab_utils_common.mail import (MailSettings, SmtpConversation, build_message, is_permanent,
+                                   send_email)
+from lab_utils_common.safe_text import slack_text
 
 from log_relay.digest import DEFAULT_SUBJECT_TEMPLATE, Digest
 
@@ -26,6 +28,10 @@ __all__ = ["Sink", "MailSink", "SlackSink", "SinkError"]
 class SinkError(RuntimeError):
     """A sink refused a digest (e.g. the webhook answered with an error status)."""
 
+    def __init__(self, message: str, *, status: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class Sink(Protocol):
     """A destination for digests: ``name`` keys its queue in the spool."""
@@ -34,6 +40,15 @@ class Sink(Protocol):
 
     def send(self, digest: Digest) -> None:
         """Deliver ``digest``; return only once the destination accepted it, else raise."""
+
+    def is_permanent(self, error: BaseException) -> bool:
+        """Whether sending the same digest again cannot help (it is split, cut, or parked)."""
+
+    def cut_size(self, error: BaseException) -> int:
+        """How many characters of a record's message to keep so that it may go through."""
+
+    def abort(self, why: str) -> None:
+        """Cut short the sending in progress and any later one (the relay is stopping)."""
 
 
 class MailSink:
@@ -47,9 +62,12 @@ class MailSink:
     name = "mail"
 
     def __init__(self, settings: MailSettings,
-                 subject_template: str = DEFAULT_SUBJECT_TEMPLATE) -> None:
+                 subject_template: str = DEFAULT_SUBJECT_TEMPLATE, *,
+                 max_message_bytes: int = 10 << 20) -> None:
         self.settings = settings
         self.subject_template = subject_template
+        self.max_message_bytes = max_message_bytes
+        self._conversation = SmtpConversation()
 
     def send(self, digest: Digest) -> None:
         message = build_message(self.settings,
@@ -57,7 +75,20 @@ class MailSink:
                                 digest.body)
         if digest.attachment is not None:
             message.add_attachment(digest.attachment, filename="records.txt")
-        send_email(self.settings, message)
+        send_email(self.settings, message, max_message_bytes=self.max_message_bytes,
+                   conversation=self._conversation)
+
+    def is_permanent(self, error: BaseException) -> bool:
+        return is_permanent(error)
+
+    def cut_size(self, error: BaseException) -> int:
+        # Body and attachment may each hold the message, base64 or quoted-printable encoded
+        # (4/3), up to 4 bytes a character: a quarter of the limit per copy is safe.
+        limit = getattr(error, "limit", None) or self.max_message_bytes
+        return max(256, limit // 16)
+
+    def abort(self, why: str) -> None:
+        self._conversation.abort(why)
 
     def __repr__(self) -> str:
         return f"<MailSink {self.settings.host}:{self.settings.port} ({self.settings.security})>"
@@ -91,7 +122,9 @@ class SlackSink:
         body = digest.body
         if len(body) > self.max_text:
             body = body[:self.max_text] + "\n... (cut; the e-mail has the whole digest)"
-        text = f"*{digest.subject(self.subject_template, self.base_subject)}*\n```{body}```"
+        # Escaped as Slack documents: no mention, link or fence from a sender's text.
+        subject = slack_text(digest.subject(self.subject_template, self.base_subject))
+        text = f"*{subject}*\n```{slack_text(body)}```"
         request = urllib.request.Request(
             self._url, data=json.dumps({"text": text}).encode("utf-8"), method="POST",
             headers={"Content-Type": "application/json"})
@@ -99,9 +132,21 @@ class SlackSink:
             with urllib.request.urlopen(request, timeout=self.timeout) as reply:
                 reply.read()
         except urllib.error.HTTPError as exc:
-            raise SinkError(f"Slack webhook answered HTTP {exc.code} {exc.reason}") from None
+            raise SinkError(f"Slack webhook answered HTTP {exc.code} {exc.reason}",
+                            status=exc.code) from None
         except urllib.error.URLError as exc:
             raise SinkError(f"Slack webhook unreachable: {exc.reason}") from None
+
+    def is_permanent(self, error: BaseException) -> bool:
+        # 400 invalid payload, 413 too large, ...: the same text again gets the same answer.
+        status = getattr(error, "status", None)
+        return isinstance(status, int) and 400 <= status < 500 and status not in (408, 429)
+
+    def cut_size(self, error: BaseException) -> int:
+        return self.max_text // 2
+
+    def abort(self, why: str) -> None:
+        pass  # each post is bounded by ``timeout``
 
     def __repr__(self) -> str:
         return "<SlackSink (webhook URL hidden)>"

@@ -32,7 +32,8 @@ from typing import Iterable, NamedTuple, Optional, Sequence
 
 __all__ = ["Spool", "SpoolError", "SpooledRecord", "PendingGroup", "SpoolStatus", "RecordRow"]
 
-#: One row to append: received_at, peer, date, level, levelno, app, module, function, message, note.
+#: One row to append: received_at, peer, date, level, levelno, app, module, function, message, note,
+#: sender, seq (the last two None for a sender without acknowledgements: 0.5.x).
 RecordRow = tuple
 
 _SCHEMA = """
@@ -47,7 +48,9 @@ CREATE TABLE IF NOT EXISTS records (
     module      TEXT,
     function    TEXT,
     message     TEXT NOT NULL,
-    note        TEXT
+    note        TEXT,
+    sender      TEXT,
+    seq         INTEGER
 );
 CREATE TABLE IF NOT EXISTS outbox (
     sink        TEXT NOT NULL,
@@ -65,6 +68,19 @@ CREATE TABLE IF NOT EXISTS groups (
     last_sent_at REAL NOT NULL,
     PRIMARY KEY (sink, app, level)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS senders (
+    sender    TEXT PRIMARY KEY,
+    last_seq  INTEGER NOT NULL,
+    last_seen REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    sink      TEXT NOT NULL,
+    record_id INTEGER NOT NULL,
+    error     TEXT NOT NULL,
+    parked_at REAL NOT NULL,
+    notified  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (sink, record_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT
@@ -72,7 +88,10 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 _INSERT_RECORD = ("INSERT INTO records (id, received_at, peer, date, level, levelno, app, module, "
-                  "function, message, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                  "function, message, note, sender, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_UPSERT_SENDER = ("INSERT INTO senders (sender, last_seq, last_seen) VALUES (?, ?, ?) "
+                  "ON CONFLICT (sender) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq), "
+                  "last_seen = excluded.last_seen")
 # One statement queues a whole batch for every sink: records at or above the email
 # threshold, and those whose level is unknown (unparsed input is always delivered).
 _INSERT_OUTBOX = (
@@ -170,6 +189,10 @@ class Spool:
                                      f"(journal mode stays {mode!r})")
                 db.execute("PRAGMA synchronous = FULL")
                 db.executescript(_SCHEMA)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(records)")}
+                for column, kind in (("sender", "TEXT"), ("seq", "INTEGER")):
+                    if column not in columns:  # a spool written before acknowledgements
+                        db.execute(f"ALTER TABLE records ADD COLUMN {column} {kind}")
             else:
                 db.execute("SELECT 1 FROM records LIMIT 1")
         except sqlite3.Error as exc:
@@ -183,21 +206,30 @@ class Spool:
 
     # ------------------------------------------------------------------ writing records
 
+    def sender_sequences(self) -> dict[str, int]:
+        """The last sequence number committed for each acknowledged sender."""
+        return dict(self._db.execute("SELECT sender, last_seq FROM senders").fetchall())
+
     def next_record_id(self) -> int:
         """The id the next appended record gets (ids are assigned by the single writer)."""
         return self._db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM records").fetchone()[0]
 
     def append(self, rows: Sequence[RecordRow], *, first_id: int, sinks: Iterable[str],
-               min_level: int) -> None:
-        """Insert ``rows`` with ids from ``first_id`` and queue them for ``sinks``, in one commit."""
-        if not rows:
+               min_level: int, senders: Optional[dict[str, int]] = None) -> None:
+        """Insert ``rows`` with ids from ``first_id`` and queue them for ``sinks``, and note
+        ``senders`` ({sender id: last sequence number}), in one commit."""
+        if not rows and not senders:
             return
         last_id = first_id + len(rows) - 1
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(_INSERT_RECORD, [(first_id + i, *row) for i, row in enumerate(rows)])
-            db.execute(_INSERT_OUTBOX, (json.dumps(list(sinks)), first_id, last_id, min_level))
+            if rows:
+                db.executemany(_INSERT_RECORD, [(first_id + i, *row) for i, row in enumerate(rows)])
+                db.execute(_INSERT_OUTBOX, (json.dumps(list(sinks)), first_id, last_id, min_level))
+            if senders:
+                now = time.time()
+                db.executemany(_UPSERT_SENDER, [(sender, seq, now) for sender, seq in senders.items()])
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -230,8 +262,22 @@ class Spool:
         rows = self._db.execute("SELECT sink, app, level, last_sent_at FROM groups").fetchall()
         return {(sink, app, level): sent for sink, app, level, sent in rows}
 
-    def take_batch(self, sink: str, app: str, level: str, limit: int) -> list[SpooledRecord]:
-        """The oldest undelivered records of a group (not removed until :meth:`mark_delivered`)."""
+    def take_batch(self, sink: str, app: str, level: str, limit: int,
+                   max_bytes: Optional[int] = None) -> list[SpooledRecord]:
+        """The oldest undelivered records of a group (not removed until :meth:`mark_delivered`),
+        at most ``limit`` records and, beyond the first, ``max_bytes`` characters of message."""
+        if max_bytes is not None:
+            sizes = self._db.execute(
+                "SELECT length(r.message) FROM outbox AS o JOIN records AS r ON r.id = o.record_id "
+                "WHERE o.sink = ? AND o.app = ? AND o.level = ? ORDER BY o.record_id LIMIT ?",
+                (sink, app, level, limit)).fetchall()
+            total, fits = 0, 0
+            for (size,) in sizes:
+                total += size
+                if fits and total > max_bytes:
+                    break
+                fits += 1
+            limit = max(fits, 1)
         rows = self._db.execute(
             "SELECT r.id, r.received_at, r.peer, r.date, r.level, r.app, r.module, r.function, "
             "r.message, r.note FROM outbox AS o JOIN records AS r ON r.id = o.record_id "
@@ -258,11 +304,48 @@ class Spool:
                 db.execute("ROLLBACK")
             raise
 
+    def park(self, sink: str, app: str, level: str, ids: Sequence[int], error: str) -> None:
+        """Move records the sink refuses for good out of its outbox into the dead letters."""
+        db = self._db
+        now = time.time()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("DELETE FROM outbox WHERE sink = ? AND app = ? AND level = ? "
+                           "AND record_id = ?", [(sink, app, level, i) for i in ids])
+            db.executemany("INSERT OR REPLACE INTO dead_letters (sink, record_id, error, parked_at) "
+                           "VALUES (?, ?, ?, ?)", [(sink, i, error, now) for i in ids])
+            self._set_meta({"last_dead_letter": f"{sink}: {len(ids)} record(s) of {app or '?'} "
+                                                f"{level}: {error}",
+                            "last_dead_letter_at": _iso(now)})
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def dead_letters_to_notify(self, sink: str, limit: int) -> list[tuple[SpooledRecord, str]]:
+        """Dead letters of ``sink`` nobody was told about yet, with the error that parked them."""
+        rows = self._db.execute(
+            "SELECT r.id, r.received_at, r.peer, r.date, r.level, r.app, r.module, r.function, "
+            "r.message, r.note, d.error FROM dead_letters AS d JOIN records AS r ON r.id = d.record_id "
+            "WHERE d.sink = ? AND d.notified = 0 ORDER BY d.record_id LIMIT ?",
+            (sink, limit)).fetchall()
+        return [(SpooledRecord(*row[:10]), row[10]) for row in rows]
+
+    def mark_dead_letters_notified(self, sink: str, ids: Sequence[int]) -> None:
+        """Note that the dead-letter digest about ``ids`` went out."""
+        self._db.executemany("UPDATE dead_letters SET notified = 1 WHERE sink = ? AND record_id = ?",
+                             [(sink, i) for i in ids])
+
     def purge(self, older_than: float) -> int:
         """Delete records received before ``older_than`` that no sink still has to deliver."""
         cursor = self._db.execute(
             "DELETE FROM records WHERE received_at < ? AND NOT EXISTS "
             "(SELECT 1 FROM outbox WHERE outbox.record_id = records.id)", (older_than,))
+        self._db.execute("DELETE FROM dead_letters WHERE parked_at < ? AND notified = 1",
+                         (older_than,))
+        # A sender silent that long has nothing unacknowledged left to send again.
+        self._db.execute("DELETE FROM senders WHERE last_seen < ?", (older_than,))
         return cursor.rowcount
 
     # ------------------------------------------------------------------ status
@@ -295,6 +378,7 @@ class Spool:
             oldest = db.execute("SELECT MIN(received_at) FROM outbox").fetchone()[0]
             total = db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            meta["dead_letters"] = str(db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
         finally:
             db.execute("COMMIT")
         return SpoolStatus(path=self.path, queue_depth=depth, oldest_undelivered_at=oldest,
@@ -302,6 +386,6 @@ class Spool:
 
     def count(self, sql_where: str = "1", table: str = "records") -> int:
         """Count rows (for tests and benchmarks); ``sql_where`` is trusted code, not input."""
-        if table not in ("records", "outbox"):
-            raise ValueError(f"table {table!r} is not records or outbox")
+        if table not in ("records", "outbox", "dead_letters"):
+            raise ValueError(f"table {table!r} is not records, outbox or dead_letters")
         return self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE {sql_where}").fetchone()[0]

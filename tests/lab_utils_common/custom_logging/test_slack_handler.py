@@ -70,3 +70,11 @@ def test_file_without_url_is_refused_without_showing_it(tmp_path):
 
 def test_repr_hides_the_url(webhook_server):
     assert "test-webhook" not in repr(SlackWebhookHandler(webhook_server.url))
+
+
+def test_text_is_escaped_as_slack_documents(webhook_server, logger):
+    logger.addHandler(SlackWebhookHandler(webhook_server.url))
+    logger.error("<!channel> see <https://evil.example|the docs> & ```run this``` \u202e")
+    [body] = webhook_server.wait_for(1)
+    assert body["text"].endswith("&lt;!channel&gt; see &lt;https://evil.example|the docs&gt; "
+                                 "&amp; `\u200b``run this`\u200b`` \\u202e")

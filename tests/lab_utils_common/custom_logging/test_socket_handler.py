@@ -276,3 +276,41 @@ def test_a_streaming_receiver_gets_the_lines_after_the_first_on_the_same_connect
         logger.error("streamed %d", i)
     assert messages(line_receiver.wait_for(300)) == [f"streamed {i}" for i in range(300)]
     assert line_receiver.connections == 1 and not handler.one_message_per_connection
+
+
+def test_dropped_counts_each_record_once_at_close(line_receiver, make_handler, logger, capsys):
+    line_receiver.stop()
+    handler = make_handler(line_receiver, queue_size=100, flush_timeout=0.2)
+    logger.addHandler(handler)
+    for i in range(1000):
+        logger.error("nobody listens %d", i)
+    assert handler.dropped == 900
+    handler.close()
+    assert handler.dropped == 1000  # before: 1,900 (the 900 counted again at close)
+    assert "100 alarm record(s) not delivered" in capsys.readouterr().err
+
+
+def test_a_relay_that_answers_the_hello_late_gets_sequenced_records_from_then_on(make_handler, logger):
+    """A busy relay answers after first_line_wait: the handler streamed meanwhile, then switches
+    to acknowledgements without sending the streamed lines twice."""
+    import socket as socket_module
+
+    from lab_utils_common.alarm_wire import ack_line, ready_line
+
+    listener = socket_module.create_server(("127.0.0.1", 0))
+    receiver = type("Receiver", (), {"host": "127.0.0.1", "port": listener.getsockname()[1]})
+    handler = make_handler(receiver, first_line_wait=0.05)
+    logger.addHandler(handler)
+    logger.error("streamed before the answer")
+    connection, _ = listener.accept()
+    with listener, connection:
+        lines = connection.makefile("rb")
+        assert lines.readline().startswith(b"#lab-utils-relay hello 1 ")
+        assert b"--message {streamed before the answer}" in lines.readline()
+        connection.sendall(ready_line(0))
+        logger.error("after the answer")
+        line = lines.readline()
+        assert line.startswith(b"2 {pump-test}") and b"{after the answer}" in line
+        connection.sendall(ack_line(2))
+        assert handler.flush(timeout=10) is True
+        assert handler.acknowledged

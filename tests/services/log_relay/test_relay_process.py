@@ -232,3 +232,44 @@ def test_own_logs_go_through_configure_logging_json_on_stderr(tmp_path, smtp_ser
                          env=env)
     assert bad.returncode == 2
     assert "log-relay: --log-level (or LABUTILS_RELAY_LOG_LEVEL): 'LOUD' is not a logging level" in bad.stderr
+
+
+OLD_EXCEPTIONS = textwrap.dedent('''
+    import sys
+    from lab_utils.custom_logging import configure_logging, getLogger
+
+    configure_logging(sys.argv[1], logger_name="cryostat")
+    log = getLogger("cryostat")
+    for i in range(int(sys.argv[2])):
+        try:
+            {}["k"]
+        except KeyError:
+            log.exception("failed with {ctx %d}", i)
+''')
+
+
+def test_lab_utils_054_exception_records_with_braces_arrive_unchanged(tmp_path, smtp_server):
+    """0.5.4 puts the traceback inside --message {...}: a '}' in the message stays where it is."""
+    port = free_port()
+    ini = relay_config_file(
+        tmp_path / "logging.ini", smtp_server, spool=tmp_path / "spool.sqlite3", port=None,
+        extra=f"[ConsoleLogger]\nactive = 0\n\n[AlarmLogger]\nactive = 1\nport = {port}\n"
+              "log_level = WARNING\n")
+    from log_relay.settings import RelaySettings
+    from tests.fixtures.relay import RelayRunner
+
+    relay = RelayRunner(RelaySettings.from_config(str(ini), environ={}))
+    try:
+        script = tmp_path / "old_app.py"
+        script.write_text(OLD_EXCEPTIONS)
+        done = subprocess.run([sys.executable, str(script), str(ini), "300"], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        relay.wait_spooled(300)
+        messages = spool_messages(relay.spool_path)
+        changed = [m for i, m in enumerate(messages)
+                   if not (m.startswith(f"failed with {{ctx {i}}}\nTraceback (most recent call last):\n")
+                           and m.endswith("KeyError: 'k'"))]
+        assert changed == [] and len(messages) == 300
+    finally:
+        relay.stop()
