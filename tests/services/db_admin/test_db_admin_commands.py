@@ -241,3 +241,14 @@ def test_database_restart_during_insert_many_gets_an_error_reply_not_a_false_suc
     assert beam.db.fetch("beam") == []
     assert beam.send("insert_many beam\ntime,current\n2024-05-01T12:00:00Z,1\n") == \
         "1 rows inserted into beam"  # the daemon reconnected
+
+
+@pytest.mark.parametrize("db_admin", [{"allow_unauthenticated_admin": False}], indirect=True)
+@pytest.mark.parametrize("command", ["retention beam {30 days}", "create_database other_lab",
+                                     "aggregate_view beam", "quit"])
+def test_admin_commands_are_refused_without_a_token_and_change_nothing(db_admin, command):
+    db_admin.send("create_table beam")
+    reply = db_admin.send(command)
+    assert reply.startswith("Error! ") and "admin command" in reply and "token" in reply, reply
+    assert not db_admin.send("status").startswith("Error!")  # the daemon still runs
+    assert db_admin.db.list_columns("beam")  # the table is still there
