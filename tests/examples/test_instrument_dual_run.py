@@ -287,9 +287,7 @@ def _lines_from(outcome: Outcome, source: str) -> list[str]:
 _SHAPE_CASES = [pytest.param(flavour, source, id=f"{flavour}-{source}")
                 for flavour in FLAVOURS for source in ("app", "custom_logging", "socket_comm")]
 _SHAPE_CASES += [pytest.param(OLD, "database", id=f"{OLD}-database"),
-                 pytest.param(NEW, "database", id=f"{NEW}-database", marks=pytest.mark.xfail(
-                     strict=True, reason="owned by the database branch (logger name "
-                                         "'lab_utils_common.database' instead of the app's)"))]
+                 pytest.param(NEW, "database", id=f"{NEW}-database")]
 
 
 @pytest.mark.parametrize(("flavour", "source"), _SHAPE_CASES)

@@ -158,6 +158,8 @@ class SocketDaemon(Server):
         except ValueError as exc:
             raise MessageError(str(exc)) from None
         name = self.namespace.logger or None
+        if name == "root":
+            name = None  # logging.getLogger("root") is the root logger too: the console's level
         # An unknown name is refused: logging keeps every logger it ever created (a leak per name).
         if name is not None and existing_logger(name) is None:
             raise MessageError(f"no logger named {name!r} in this daemon")

@@ -216,7 +216,7 @@ def _layout_cases() -> list:
     cases = []
     for flavour in FLAVOURS:
         for group in GROUPS:
-            marks = [DATABASE] if (flavour, group) == ("project", "database") else []
+            marks = []
             cases.append(pytest.param(flavour, group, id=f"{flavour}-{group}", marks=marks))
     return cases
 
@@ -253,9 +253,9 @@ def _names(records: list[tuple]) -> set[str]:
     pytest.param("client config", marks=SOCKETS),  # the project's client logs at DEBUG (filtered out)
     "client error", "client send",
     pytest.param("database config", marks=DATABASE),
-    pytest.param("database connect", marks=DATABASE),
-    pytest.param("database error", marks=DATABASE),
-    pytest.param("database close", marks=DATABASE),
+    "database connect",
+    "database error",
+    "database close",
 ])
 def test_records_go_to_the_app_logger(both, step):
     old, new = _names(both["0.5.4"][step]), _names(both["project"][step])
@@ -276,8 +276,8 @@ def _info(records: list[tuple]) -> list[tuple]:
     pytest.param("server config", marks=SOCKETS),  # 'Loading configuration file' of the base Server
     pytest.param("server lifecycle", marks=SOCKETS),  # 'Server is now listening, send a ...', no extra lines
     pytest.param("database config", marks=DATABASE),  # 'Loading configuration file', 'Configuration loaded'
-    pytest.param("database connect", marks=DATABASE),
-    pytest.param("database close", marks=DATABASE),  # 'Connection to database <...> closed'
+    "database connect",
+    "database close",  # 'Connection to database <...> closed'
 ])
 def test_info_lines_as_0_5_4_writes_them(both, step):
     old, new = _info(both["0.5.4"][step]), _info(both["project"][step])

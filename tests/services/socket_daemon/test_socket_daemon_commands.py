@@ -65,7 +65,8 @@ def test_log_level_change(socket_server_factory, tmp_path):
         assert logging.getLogger("pump").level == logging.DEBUG
         assert daemon.send("log_level LOUD").startswith("Error! 'LOUD' is not a logging level")
         daemon.server.allow_unauthenticated_admin = False
-        assert daemon.send("log_level ERROR --logger pump").startswith("Error! log level ERROR for 'pump' refused")
+        assert daemon.send("log_level ERROR --logger pump").startswith(
+            "Error! 'log_level ERROR --logger pump' is an admin command, refused")
         assert logging.getLogger("pump").level == logging.DEBUG
     finally:
         root.setLevel(previous)
