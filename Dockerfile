@@ -3,6 +3,7 @@
 #   docker build --target db-admin      -t lab-utils/db-admin .
 #   docker build --target log-relay     -t lab-utils/log-relay .
 #   docker build --target mail-sink     -t lab-utils/mail-sink .      (development only)
+#   docker build --target instrument-example -t lab-utils/instrument-example .   (profile example)
 # compose.yaml builds them the same way (build.target). Build argument LABUTILS_PYTHON_BASE_IMAGE:
 # any Debian-based image with python3 >= 3.11 and its venv module (without a registry:
 # scripts/build-offline-images' lab-utils/python:3.11-bookworm). Behind a TLS-intercepting proxy:
@@ -81,6 +82,25 @@ EXPOSE 9020
 HEALTHCHECK --interval=5s --timeout=5s --start-period=30s --retries=3 \
     CMD ["log-relay", "status"]
 CMD ["log-relay"]
+
+# --------------------------------------------------------------------------- instrument-example
+# The reference 0.5.x application (examples/, docs/porting-from-0.5.md), ported as a lab would:
+# only its import lines changed. Its simulated instrument runs in the same container (a pty).
+FROM lab-utils AS instrument-example
+# pyserial: the example talks to its instrument as lab apps do (a test extra, not a library dependency)
+RUN install-lab-utils packages "pyserial>=3.5"
+COPY examples/instrument /opt/instrument
+RUN sed -i -E 's/^(\s*(from|import)\s+)lab_utils\./\1lab_utils_common./' /opt/instrument/*.py \
+    && chmod 755 /opt/instrument/container-start.sh
+USER labutils
+ENV LABUTILS_SERVER_HOST=0.0.0.0 \
+    LABUTILS_SERVER_PORT=1509 \
+    LABUTILS_CLIENT_PORT=1509
+EXPOSE 1509
+# The project's client, as in the other daemons' images (cli.py would alarm while the daemon starts)
+HEALTHCHECK --interval=5s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["lab-utils-client", "--timeout", "4", "status"]
+CMD ["/opt/instrument/container-start.sh"]
 
 # --------------------------------------------------------------------------- mail-sink
 # Development only (compose.override.yml): catches log-relay's emails, shows them over HTTP
