@@ -201,6 +201,79 @@ def main() -> None:
                   f"{row['p99']:8.2f} {row['rate'] / base:6.2f}")
     print(f"0.5.x-style client (no half-close, one recv) against socket-daemon, {legacy['ok']}/200 "
           f"answered, one at a time: p50 {legacy['p50']:.1f} ms, p99 {legacy['p99']:.1f} ms")
+    hop = measure_hop()
+    print(f"hop to the handler thread and back (in-process Server, {hop['n']} sequential requests from "
+          f"another process): network->handler p50 {hop['forward'][0]:.0f} us, p99 {hop['forward'][1]:.0f} us; "
+          f"handler->network p50 {hop['back'][0]:.0f} us, p99 {hop['back'][1]:.0f} us")
+
+
+HOP_CLIENT = """
+import socket, sys
+for _ in range(int(sys.argv[2])):
+    c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    c.sendall(b"echo hello")
+    c.shutdown(socket.SHUT_WR)
+    while c.recv(4096):
+        pass
+    c.close()
+"""
+
+
+def measure_hop(requests: int = 2000) -> dict:
+    """Time from queueing a command to its handler starting, and from its end to the reply going out."""
+    import threading
+    sys.path.insert(0, str(ROOT))
+    from lab_utils_common.socket_comm import Server, command_runner
+
+    forward: list[float] = []
+    back: list[float] = []
+
+    class Timed(command_runner.SerialRunner):
+        def submit(self, job, done):
+            queued = time.perf_counter()
+            ended = []
+
+            def timed_job():
+                forward.append(time.perf_counter() - queued)
+                result = job()
+                ended.append(time.perf_counter())
+                return result
+
+            def timed_done(result):
+                back.append(time.perf_counter() - ended[0])
+                done(result)
+
+            super().submit(timed_job, timed_done)
+
+    class Echo(Server):
+        def create_parser(self):
+            super().create_parser()
+            self.add_command("echo", self.echo, "echo").add_argument("text", nargs="*")
+
+        def echo(self):
+            self.reply = " ".join(self.namespace.text)
+
+    with tempfile.TemporaryDirectory() as workdir:
+        server = Echo(pid_file_name=str(Path(workdir) / "hop.pid"), host="127.0.0.1", port=0)
+        original, command_runner.SerialRunner = command_runner.SerialRunner, Timed
+        controller_module = sys.modules["lab_utils_common.socket_comm.controller"]
+        controller_module.SerialRunner = Timed
+        try:
+            thread = threading.Thread(target=server.start_daemon, daemon=True)
+            thread.start()
+            server.ready.wait(20)
+            subprocess.run([sys.executable, "-c", HOP_CLIENT, str(server.server_address[1]), str(requests)],
+                           check=True)
+            server.shutdown()
+        finally:
+            command_runner.SerialRunner = original
+            controller_module.SerialRunner = original
+
+    def p50_p99(values: list[float]) -> tuple[float, float]:
+        values = sorted(values[len(values) // 10:])  # the first tenth warms up
+        return values[len(values) // 2] * 1e6, values[int(0.99 * (len(values) - 1))] * 1e6
+
+    return {"n": requests, "forward": p50_p99(forward), "back": p50_p99(back)}
 
 
 if __name__ == "__main__":
