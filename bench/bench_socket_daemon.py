@@ -4,7 +4,9 @@ Each of N concurrent clients (1, 16, 64) repeatedly connects, sends ``echo hello
 half-closes, reads the reply to the end and closes; the next request starts
 when the reply is in (closed loop). Servers run as separate processes; this
 process generates the load. Prints replies/s, errors, p50/p99 latency and the
-ratio socket-daemon / baseline. With --with-0.5.4 the lab-utils 0.5.4 Server
+ratio socket-daemon / baseline. Also measured: a socket_comm Server with
+``handler_threads = 0`` (handlers on the event loop: no thread hop), and the hop
+to the handler thread itself. With --with-0.5.4 the lab-utils 0.5.4 Server
 is measured too (slow: its p99 reaches seconds).
 
     .venv/bin/python bench/bench_socket_daemon.py [--duration 1.5] [--rounds 3] [--with-0.5.4]
@@ -26,6 +28,7 @@ from pathlib import Path
 MESSAGE = b"echo hello"
 REPLY = b"hello"
 LEVELS = (1, 16, 64)
+INLINE = "handler_threads=0"  # socket_comm with handlers on the event loop (no hop)
 ROOT = Path(__file__).resolve().parent.parent
 
 BASELINE_SERVER = """
@@ -57,6 +60,20 @@ class Echo(Server):
 server = Echo(pid_file_name=sys.argv[2], host="127.0.0.1", port=int(sys.argv[1]))
 print("ready", flush=True)
 server.start_daemon()
+"""
+
+INLINE_SERVER = """
+import sys, logging
+logging.disable(logging.CRITICAL)
+from lab_utils_common.socket_comm import Server
+class Echo(Server):
+    handler_threads = 0   # handlers on the event loop thread: no thread hop per command
+    def create_parser(self):
+        super().create_parser()
+        self.add_command("echo", self.echo, "echo").add_argument("text", nargs="*")
+    def echo(self):
+        self.reply = " ".join(self.namespace.text)
+Echo(pid_file_name=sys.argv[2], host="127.0.0.1", port=int(sys.argv[1])).start_daemon()
 """
 
 
@@ -137,6 +154,8 @@ def start(kind: str, port: int, workdir: str) -> subprocess.Popen:
                "--pid-file", str(Path(workdir) / "daemon.pid"), "--logging-config", str(logging_ini)]
     elif kind == "asyncio baseline":
         cmd = [python, "-c", BASELINE_SERVER, str(port)]
+    elif kind == INLINE:
+        cmd = [python, "-c", INLINE_SERVER, str(port), str(Path(workdir) / "inline.pid")]
     else:
         cmd = [python, "-c", OLD_SERVER, str(port), str(Path(workdir) / "old.pid")]
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
@@ -170,7 +189,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per cell (default 3)")
     parser.add_argument("--with-0.5.4", dest="old", action="store_true", help="also measure lab-utils 0.5.4")
     args = parser.parse_args()
-    kinds = ["socket-daemon", "asyncio baseline"] + (["lab-utils 0.5.4"] if args.old else [])
+    kinds = ["socket-daemon", INLINE, "asyncio baseline"] + (["lab-utils 0.5.4"] if args.old else [])
     rounds: dict[tuple[str, int], list[dict]] = {}
     with tempfile.TemporaryDirectory() as workdir:
         ports = {kind: free_port() for kind in kinds}
