@@ -4,7 +4,9 @@ Each of N concurrent clients (1, 16, 64) repeatedly connects, sends ``echo hello
 half-closes, reads the reply to the end and closes; the next request starts
 when the reply is in (closed loop). Servers run as separate processes; this
 process generates the load. Prints replies/s, errors, p50/p99 latency and the
-ratio socket-daemon / baseline. With --with-0.5.4 the lab-utils 0.5.4 Server
+ratio socket-daemon / baseline. Also measured: a socket_comm Server with
+``handler_threads = 0`` (handlers on the event loop: no thread hop), and the hop
+to the handler thread itself. With --with-0.5.4 the lab-utils 0.5.4 Server
 is measured too (slow: its p99 reaches seconds).
 
     .venv/bin/python bench/bench_socket_daemon.py [--duration 1.5] [--rounds 3] [--with-0.5.4]
@@ -26,6 +28,7 @@ from pathlib import Path
 MESSAGE = b"echo hello"
 REPLY = b"hello"
 LEVELS = (1, 16, 64)
+INLINE = "handler_threads=0"  # socket_comm with handlers on the event loop (no hop)
 ROOT = Path(__file__).resolve().parent.parent
 
 BASELINE_SERVER = """
@@ -57,6 +60,20 @@ class Echo(Server):
 server = Echo(pid_file_name=sys.argv[2], host="127.0.0.1", port=int(sys.argv[1]))
 print("ready", flush=True)
 server.start_daemon()
+"""
+
+INLINE_SERVER = """
+import sys, logging
+logging.disable(logging.CRITICAL)
+from lab_utils_common.socket_comm import Server
+class Echo(Server):
+    handler_threads = 0   # handlers on the event loop thread: no thread hop per command
+    def create_parser(self):
+        super().create_parser()
+        self.add_command("echo", self.echo, "echo").add_argument("text", nargs="*")
+    def echo(self):
+        self.reply = " ".join(self.namespace.text)
+Echo(pid_file_name=sys.argv[2], host="127.0.0.1", port=int(sys.argv[1])).start_daemon()
 """
 
 
@@ -137,6 +154,8 @@ def start(kind: str, port: int, workdir: str) -> subprocess.Popen:
                "--pid-file", str(Path(workdir) / "daemon.pid"), "--logging-config", str(logging_ini)]
     elif kind == "asyncio baseline":
         cmd = [python, "-c", BASELINE_SERVER, str(port)]
+    elif kind == INLINE:
+        cmd = [python, "-c", INLINE_SERVER, str(port), str(Path(workdir) / "inline.pid")]
     else:
         cmd = [python, "-c", OLD_SERVER, str(port), str(Path(workdir) / "old.pid")]
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
@@ -170,7 +189,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per cell (default 3)")
     parser.add_argument("--with-0.5.4", dest="old", action="store_true", help="also measure lab-utils 0.5.4")
     args = parser.parse_args()
-    kinds = ["socket-daemon", "asyncio baseline"] + (["lab-utils 0.5.4"] if args.old else [])
+    kinds = ["socket-daemon", INLINE, "asyncio baseline"] + (["lab-utils 0.5.4"] if args.old else [])
     rounds: dict[tuple[str, int], list[dict]] = {}
     with tempfile.TemporaryDirectory() as workdir:
         ports = {kind: free_port() for kind in kinds}
@@ -201,6 +220,79 @@ def main() -> None:
                   f"{row['p99']:8.2f} {row['rate'] / base:6.2f}")
     print(f"0.5.x-style client (no half-close, one recv) against socket-daemon, {legacy['ok']}/200 "
           f"answered, one at a time: p50 {legacy['p50']:.1f} ms, p99 {legacy['p99']:.1f} ms")
+    hop = measure_hop()
+    print(f"hop to the handler thread and back (in-process Server, {hop['n']} sequential requests from "
+          f"another process): network->handler p50 {hop['forward'][0]:.0f} us, p99 {hop['forward'][1]:.0f} us; "
+          f"handler->network p50 {hop['back'][0]:.0f} us, p99 {hop['back'][1]:.0f} us")
+
+
+HOP_CLIENT = """
+import socket, sys
+for _ in range(int(sys.argv[2])):
+    c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    c.sendall(b"echo hello")
+    c.shutdown(socket.SHUT_WR)
+    while c.recv(4096):
+        pass
+    c.close()
+"""
+
+
+def measure_hop(requests: int = 2000) -> dict:
+    """Time from queueing a command to its handler starting, and from its end to the reply going out."""
+    import threading
+    sys.path.insert(0, str(ROOT))
+    from lab_utils_common.socket_comm import Server, command_runner
+
+    forward: list[float] = []
+    back: list[float] = []
+
+    class Timed(command_runner.SerialRunner):
+        def submit(self, job, done):
+            queued = time.perf_counter()
+            ended = []
+
+            def timed_job():
+                forward.append(time.perf_counter() - queued)
+                result = job()
+                ended.append(time.perf_counter())
+                return result
+
+            def timed_done(result):
+                back.append(time.perf_counter() - ended[0])
+                done(result)
+
+            super().submit(timed_job, timed_done)
+
+    class Echo(Server):
+        def create_parser(self):
+            super().create_parser()
+            self.add_command("echo", self.echo, "echo").add_argument("text", nargs="*")
+
+        def echo(self):
+            self.reply = " ".join(self.namespace.text)
+
+    with tempfile.TemporaryDirectory() as workdir:
+        server = Echo(pid_file_name=str(Path(workdir) / "hop.pid"), host="127.0.0.1", port=0)
+        original, command_runner.SerialRunner = command_runner.SerialRunner, Timed
+        controller_module = sys.modules["lab_utils_common.socket_comm.controller"]
+        controller_module.SerialRunner = Timed
+        try:
+            thread = threading.Thread(target=server.start_daemon, daemon=True)
+            thread.start()
+            server.ready.wait(20)
+            subprocess.run([sys.executable, "-c", HOP_CLIENT, str(server.server_address[1]), str(requests)],
+                           check=True)
+            server.shutdown()
+        finally:
+            command_runner.SerialRunner = original
+            controller_module.SerialRunner = original
+
+    def p50_p99(values: list[float]) -> tuple[float, float]:
+        values = sorted(values[len(values) // 10:])  # the first tenth warms up
+        return values[len(values) // 2] * 1e6, values[int(0.99 * (len(values) - 1))] * 1e6
+
+    return {"n": requests, "forward": p50_p99(forward), "back": p50_p99(back)}
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ per batch, not per request.
 
 :class:`PoolRunner` runs up to N handlers at once on a thread pool, for
 subclasses whose handlers are all thread-safe (``Server.handler_threads > 1``).
+
+:class:`InlineRunner` runs each handler at once on the event loop thread, which
+then is the thread that called ``start_daemon`` (``Server.handler_threads = 0``):
+no thread hop per command, but while a handler runs no other client is served.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
-__all__ = ["SerialRunner", "PoolRunner"]
+__all__ = ["SerialRunner", "PoolRunner", "InlineRunner"]
 
 Job = Callable[[], Any]
 Done = Callable[[Any], None]
@@ -124,3 +128,23 @@ class PoolRunner:
         """Block until :meth:`stop`, then wait for the pool's running jobs."""
         self._stopped.wait()
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class InlineRunner:
+    """Run each job at once on the event loop thread (no thread hop); :meth:`run_forever` is not used.
+
+    Example::
+
+        runner = InlineRunner()
+        runner.submit(lambda: "reply", print)   # prints 'reply' before returning
+    """
+
+    def submit(self, job: Job, done: Done) -> None:
+        """Run ``job`` now and hand its result to ``done``."""
+        done(job())
+
+    def stop(self) -> None:
+        """Nothing to stop: jobs never wait."""
+
+    def run_forever(self) -> None:  # pragma: no cover - the controller runs the loop itself
+        """Not used: with inline handlers the event loop runs on the calling thread."""

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
-from .command_runner import PoolRunner, SerialRunner
+from .command_runner import InlineRunner, PoolRunner, SerialRunner
 from .connection import Connection
 from .dispatcher import Reply
 from .memory import return_large_blocks_to_os
@@ -91,6 +91,8 @@ class Controller:
         name = type(server).__name__
         if server.handler_threads > 1:
             self.runner = PoolRunner(loop, server.handler_threads, f"{name}-handler")
+        elif server.handler_threads == 0:
+            self.runner = InlineRunner()
         else:
             self.runner = SerialRunner(loop)
         self.lane = ParseLane(loop, f"{name}-parse")
@@ -100,6 +102,12 @@ class Controller:
         try:
             server.sock = self.bind()
             server.address = self.address[1]
+            if isinstance(self.runner, InlineRunner):
+                # Handlers run on the event loop: the loop runs here, on the start_daemon thread.
+                self._run_io_loop(loop, failure)
+                if failure:
+                    raise failure[0]
+                return
             io_thread = threading.Thread(target=self._run_io_loop, args=(loop, failure), name=f"{name}-io",
                                          daemon=True)
             io_thread.start()

@@ -100,8 +100,11 @@ class Dispatcher:
     def split(self, head: str) -> list[str]:
         """The words of a command line (0.5.x rules, linear time; a subclass's own ``regex`` is used as is)."""
         server = self.server
-        if server.regex is SPLIT_PATTERN:
-            return split_message(head, server.delimiter_left, server.delimiter_right)
+        left, right = server.delimiter_left, server.delimiter_right
+        # 0.5.x apps may compile 0.5.x's own (quadratic) pattern themselves: the linear splitter
+        # gives the same words.
+        if server.regex is SPLIT_PATTERN or getattr(server.regex, "pattern", None) == f" (?![^{left}{right}]*{right})":
+            return split_message(head, left, right)
         delimiters = f" {server.delimiter_left}{server.delimiter_right}"
         return [word.strip(delimiters) for word in server.regex.split(head)]
 

@@ -136,6 +136,9 @@ class Server:
     allow_unauthenticated_admin: bool = False
     #: Command handlers running at once. 1 (default): one at a time, always on the same thread.
     #: Raise it only when every handler is thread-safe; message/namespace/reply stay per request.
+    #: 0: handlers run on the network event loop, on the start_daemon thread: no thread hop per
+    #: command (fastest for quick handlers), but no other client, not even status, is answered
+    #: while a handler runs (as in 0.5.x).
     handler_threads: int = 1
     logger_name: Optional[str] = None       #: Logger name; None: the application logger.
     env_section: str = "SERVER"             #: Environment variables are LABUTILS_<env_section>_<OPTION>.

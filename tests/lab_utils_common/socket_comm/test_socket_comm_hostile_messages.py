@@ -164,3 +164,18 @@ def test_quit_with_the_token_or_explicitly_allowed(daemon_process, tmp_path):
     allowed = daemon_process("--allow-unauthenticated-admin")
     assert allowed.send("quit") == "Goodbye!"
     assert allowed.process.wait(30) == 0
+
+
+def test_an_app_compiling_the_0_5_x_pattern_itself_gets_the_linear_splitter(socket_server_factory):
+    import re
+    from tests.fixtures.tcp_peers import EchoServer
+
+    class OwnRegex(EchoServer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            re.purge()  # else re's cache hands back the library's own compiled pattern object
+            self.regex = re.compile(" (?![^{dl}{dr}]*{dr})".format(dl="{", dr="}"))  # as 0.5.x did
+
+    running = socket_server_factory(OwnRegex)
+    assert running.send("echo a {b c} d") == "a|b c|d"
+    assert running.server._dispatcher.split("echo " + "a " * 200_000)[:2] == ["echo", "a"]

@@ -91,5 +91,5 @@ def test_rss_returns_near_its_baseline_after_a_burst_of_1_mib_messages(daemon_pr
     assert not errors
     daemon.send("status")
     after = _rss_mib(daemon.process.pid)
-    # Measured: 27 -> 28 MB; before the fixed mmap threshold: 26 -> 56 MB.
+    # Measured: 26 -> 28 MB; before the fixed mmap threshold: 26 -> 56 MB.
     assert after - baseline < 12, f"RSS {baseline:.0f} MB before the burst, {after:.0f} MB after"
