@@ -19,7 +19,14 @@ class Keep(logging.Handler):
 
 
 @pytest.fixture
-def kept():
+def kept(monkeypatch):
+    # Both libraries keep the application's name (configure_logging's logger_name) in a global,
+    # which other tests of this process may have set: the same app name on both sides.
+    import lab_utils.custom_logging as old_logging
+
+    import lab_utils_common.custom_logging.levels as new_logging
+    monkeypatch.setattr(old_logging, "APP_NAME", "pump-app")
+    monkeypatch.setattr(new_logging, "_APP_NAME", "pump-app")
     handler = Keep()
     root = logging.getLogger()
     previous = root.level
@@ -41,8 +48,8 @@ def test_client_records_match_0_5_4(kept, old_lab_utils_server):
     old = _lines(kept)
     kept.clear()
     Client(host="127.0.0.1", port=old_lab_utils_server).send_message("echo a b")
-    assert _lines(kept) == old == [(old[0][0], "INFO", "Sending message to the server: echo a b"),
-                                   (old[0][0], "INFO", "Reply received: a|b")]
+    assert _lines(kept) == old == [("pump-app", "INFO", "Sending message to the server: echo a b"),
+                                   ("pump-app", "INFO", "Reply received: a|b")]
 
 
 def test_client_failure_is_logged_at_error_as_0_5_4(kept):
