@@ -58,7 +58,7 @@ COLUMNS = ["time", "current", "voltage", "counts"]
 
 
 def make_rows(count: int) -> list[tuple]:
-    start = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+    start = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
     step = datetime.timedelta(milliseconds=10)
     return [(start + i * step, 1e-3 * (i % 1000), 230.0 + (i % 7) * 0.125, i) for i in range(count)]
 
@@ -67,7 +67,7 @@ def start_server() -> PostgresServer:
     return start_cluster(Path(tempfile.mkdtemp(prefix="bench-database-")))
 
 
-def create_table(target: "Target", dbname: str, table: str) -> None:
+def create_table(target: Target, dbname: str, table: str) -> None:
     db = target.database(dbname)
     db.connect()
     db.create_timescale_db(table)

@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # The attackers, as a separate process so their CPU time is not taken from the measuring loop.
 HOSTILE = r"""
 import asyncio, socket, sys, time
-port, big, trickle, idle, duration = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+port, big, trickle, idle = (int(value) for value in sys.argv[1:5])
+duration = float(sys.argv[5])
 WORDS = (1024 * 1024 - len(b"echo ")) // 2
 BIG = b"echo " + b"a " * WORDS     # 1048575 bytes: the longest accepted message, one word per 2 bytes
 end = time.monotonic() + duration
@@ -160,7 +161,7 @@ async def closed_loop(port: int, clients: int, duration: float, timeout: float) 
             start = time.perf_counter()
             try:
                 ok = await asyncio.wait_for(one_request(loop, port), timeout)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 ok = False
             latencies.append(time.perf_counter() - start)
             if ok:

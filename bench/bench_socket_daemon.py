@@ -126,7 +126,7 @@ async def closed_loop(port: int, clients: int, duration: float) -> dict:
             start = time.perf_counter()
             try:
                 ok = await asyncio.wait_for(one_request(loop, port), 30)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 ok = False
             if ok:
                 latencies.append(time.perf_counter() - start)

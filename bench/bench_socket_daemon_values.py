@@ -60,9 +60,9 @@ def measure_daemon(workdir: Path, count: int, value_size: int, sets: int) -> tup
             try:
                 request(port, b"status")
                 break
-            except OSError:
+            except OSError as exc:
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("socket-daemon did not start")
+                    raise RuntimeError("socket-daemon did not start") from exc
                 time.sleep(0.05)
         latencies = []
         value = b"y" * value_size

@@ -27,11 +27,10 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Mapping, Optional
 
-from lab_utils_common.safe_text import display_text, header_text
 from lab_utils_common.config import (
+    ConfigFileError,
     InvalidValueError,
     MissingOptionError,
-    ConfigFileError,
     Option,
     load_section,
     parse_bool,
@@ -39,6 +38,7 @@ from lab_utils_common.config import (
     positive_float,
     string_list,
 )
+from lab_utils_common.safe_text import display_text, header_text
 
 __all__ = ["SECURITY_MODES", "MailSettings", "build_message", "send_email", "read_credentials_file",
            "MessageTooLargeError", "SmtpConversation", "is_permanent"]
@@ -129,7 +129,7 @@ class MailSettings:
 
     @classmethod
     def from_config(cls, config_file: Optional[str] = None, *, section: str = "MailHandler",
-                    environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> "MailSettings":
+                    environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> MailSettings:
         """Resolve the settings: defaults < ``config_file``'s section < environment < ``overrides``.
 
         Options (0.5.x names): ``mail_host``, ``port``, ``sender``, ``subject``,

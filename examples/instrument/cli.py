@@ -15,11 +15,12 @@ Exit codes: 0 for a reply, 1 when the daemon replied with an error
 import argparse
 import configparser
 import sys
-from os.path import dirname, join, abspath
+from os.path import abspath, dirname, join
+
+from lab_utils.custom_logging import configure_logging, getLogger
 
 # Local packages
 from lab_utils.socket_comm import Client
-from lab_utils.custom_logging import configure_logging, getLogger
 
 #: The CLI's logger name
 APP_NAME = 'instrument-cli'

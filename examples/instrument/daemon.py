@@ -19,19 +19,20 @@ opened, 4 when the TCP port cannot be bound.
 import argparse
 import configparser
 import sys
-from os.path import dirname, join, abspath
+from os.path import abspath, dirname, join
+
+from instrument import Instrument, InstrumentError
+from lab_utils.custom_logging import configure_logging, getLogger
+from lab_utils.database import Database
+
+# Local packages
+from lab_utils.socket_comm import Server
+from monitor import Monitor
+from psycopg2 import Error as DatabaseError
 
 # Third party
 from serial import SerialException
 from zc.lockfile import LockError
-from psycopg2 import Error as DatabaseError
-
-# Local packages
-from lab_utils.socket_comm import Server
-from lab_utils.database import Database
-from lab_utils.custom_logging import configure_logging, getLogger
-from instrument import Instrument, InstrumentError
-from monitor import Monitor
 
 #: The app name: logger name, and --app field of alarms
 APP_NAME = 'instrument'

@@ -5,13 +5,14 @@ import configparser
 import threading
 from os.path import abspath, expanduser
 
-# Third party
-from psycopg2 import Error as DatabaseError
+from instrument import Instrument, InstrumentError
 
 # Local packages
 from lab_utils.custom_logging import getLogger
-from lab_utils.database import Database, DataType, Constraint
-from instrument import Instrument, InstrumentError
+from lab_utils.database import Constraint, Database, DataType
+
+# Third party
+from psycopg2 import Error as DatabaseError
 
 #: Columns of the readings table, with their types and constraints
 COLUMNS = [

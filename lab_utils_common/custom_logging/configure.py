@@ -130,7 +130,7 @@ class _Forwarder(logging.handlers.QueueHandler):
     is room again, one WARNING record saying how many goes to the handler in their place.
     """
 
-    def __init__(self, own: "queue.Queue", handler: logging.Handler, queue_size: int) -> None:
+    def __init__(self, own: queue.Queue, handler: logging.Handler, queue_size: int) -> None:
         super().__init__(own)
         self.target = handler
         self.queue_size = queue_size

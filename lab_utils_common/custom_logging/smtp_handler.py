@@ -50,7 +50,7 @@ class TlsSMTPHandler(logging.handlers.SMTPHandler):
             ca_file=ca_file, verify=verify, timeout=timeout)
 
     @classmethod
-    def from_settings(cls, settings: MailSettings) -> "TlsSMTPHandler":
+    def from_settings(cls, settings: MailSettings) -> TlsSMTPHandler:
         """A handler sending with ``settings`` (e.g. ``MailSettings.from_config(...)``)."""
         credentials = (settings.username, settings.password) if settings.username is not None else None
         return cls((settings.host, settings.port), settings.sender, list(settings.recipients),

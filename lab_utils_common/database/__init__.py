@@ -12,9 +12,15 @@ Example::
 """
 
 from .database import DATABASE_OPTIONS, Database
-from .errors import (ColumnCountError, ConnectionLostError, DatabaseUnavailableError,
-                     MissingColumnError, MissingTableError, NotConnectedError,
-                     TimescaleDBUnavailableError)
+from .errors import (
+                     ColumnCountError,
+                     ConnectionLostError,
+                     DatabaseUnavailableError,
+                     MissingColumnError,
+                     MissingTableError,
+                     NotConnectedError,
+                     TimescaleDBUnavailableError,
+)
 from .identifiers import InvalidIdentifierError
 from .types import Constraint, DataType
 

@@ -161,7 +161,7 @@ class ConnectionRoom:
             except psycopg2.Error:  # already broken: nothing left to release
                 pass
 
-    def __enter__(self) -> "ConnectionRoom":
+    def __enter__(self) -> ConnectionRoom:
         if self.connection is None:
             self.connect()
         return self

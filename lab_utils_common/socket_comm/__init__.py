@@ -6,14 +6,13 @@ A lab daemon subclasses :class:`Server` and adds its commands; :class:`Client`
 program. See :class:`Server` for an example and docs/socket-daemon.md for the protocol.
 """
 
+from .auth_token import TokenFileError, read_token_file
 from .client import Client
 from .daemon_main import EXIT_CONFIG, EXIT_OK, EXIT_START_FAILED, DaemonCommand, run_daemon
 from .lock import PidLockError
-from .message import (AUTH_PREFIX, ERROR_PREFIX, add_token, buffer_size, is_error_reply, split_message,
-                      take_token)
+from .message import AUTH_PREFIX, ERROR_PREFIX, add_token, buffer_size, is_error_reply, split_message, take_token
 from .parser import ArgumentParser, MessageError
 from .server import Server
-from .auth_token import TokenFileError, read_token_file
 
 __all__ = [
     "Server",

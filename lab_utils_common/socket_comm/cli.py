@@ -11,9 +11,9 @@ import configparser
 import sys
 from typing import Optional, Sequence
 
+from .auth_token import TokenFileError
 from .client import Client
 from .message import is_error_reply
-from .auth_token import TokenFileError
 
 __all__ = ["main", "join_words", "EXIT_OK", "EXIT_ERROR_REPLY", "EXIT_USAGE", "EXIT_CONNECTION"]
 

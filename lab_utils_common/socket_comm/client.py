@@ -10,8 +10,8 @@ from typing import Optional
 from lab_utils_common.config import Option, load_section, port_number, positive_float
 
 from ._log import get_logger
-from .message import add_token, buffer_size
 from .auth_token import read_token_file
+from .message import add_token, buffer_size
 
 __all__ = ["Client"]
 
@@ -106,7 +106,7 @@ class Client:
                     if not chunk:
                         break
                     chunks.append(chunk)
-            except socket.timeout:
+            except TimeoutError:
                 raise TimeoutError(f"no reply from {where} within {self.timeout:g} s") from None
             except OSError as exc:
                 hint = ""

@@ -49,7 +49,7 @@ _MAX_AUTH_LINE = 4096
 class Connection(asyncio.Protocol):
     """asyncio protocol for one request; the :class:`~.server.Server` creates one per client."""
 
-    def __init__(self, server: "Server") -> None:
+    def __init__(self, server: Server) -> None:
         self._server = server
         self._chunks: list[bytes] = []
         self._size = 0
@@ -280,7 +280,7 @@ class Connection(asyncio.Protocol):
             timer.cancel()
 
 
-def _over_flight_budget(server: "Server", what: str) -> str:
+def _over_flight_budget(server: Server, what: str) -> str:
     limit = max(server.max_bytes_in_flight, server.max_message_size)
     return (f"the daemon is busy: {server.bytes_in_flight} bytes of messages and replies in flight, "
             f"the maximum is {limit} (max_bytes_in_flight); this {what} was refused, try again")

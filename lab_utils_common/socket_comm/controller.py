@@ -39,7 +39,7 @@ class Controller:
         controller.stop_from_any_thread(run_quit=True)
     """
 
-    def __init__(self, server: "Server") -> None:
+    def __init__(self, server: Server) -> None:
         self.server = server
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.runner: Any = None                       #: Where handlers run (SerialRunner or PoolRunner).
@@ -176,7 +176,7 @@ class Controller:
         server = self.server
         try:
             await asyncio.wait_for(self._all_closed.wait(), server.shutdown_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             server.logger.warning("Stopping: %d connection(s) still open after %g s, dropping them",
                                   len(self.connections), server.shutdown_timeout)
             # A client whose command is still running must not take the close for an empty
@@ -187,7 +187,7 @@ class Controller:
                     f"(shutdown_timeout); a command that was running may still complete"))
             try:
                 await asyncio.wait_for(self._all_closed.wait(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             for connection in list(self.connections):
                 connection.drop()

@@ -46,7 +46,7 @@ class Reply:
     ok: bool = True
 
     @classmethod
-    def error(cls, text: str) -> "Reply":
+    def error(cls, text: str) -> Reply:
         """An ``Error! <text>`` reply."""
         return cls(f"{ERROR_PREFIX}{text}", False)
 
@@ -74,7 +74,7 @@ class Dispatcher:
         reply = prepared if isinstance(prepared, Reply) else dispatcher.run(prepared)
     """
 
-    def __init__(self, server: "Server") -> None:
+    def __init__(self, server: Server) -> None:
         self.server = server
 
     # ---------------------------------------------------------------- bytes -> request

@@ -147,7 +147,7 @@ class Message:
     token: Optional[str] = None
 
     @classmethod
-    def from_text(cls, text: str, with_body: bool = False) -> "Message":
+    def from_text(cls, text: str, with_body: bool = False) -> Message:
         """Split off the ``#auth`` line, then (``with_body``) the head line from the body."""
         token, text = take_token(text)
         if with_body:

@@ -20,8 +20,7 @@ from typing import Iterator, Optional
 import psycopg2
 import pytest
 
-from tests.fixtures.example_app import (FLAVOURS, LOG_LEVELS, PROCESS_DEADLINE, AppRun, CliResult,
-                                        split_log_lines)
+from tests.fixtures.example_app import FLAVOURS, LOG_LEVELS, PROCESS_DEADLINE, AppRun, CliResult, split_log_lines
 from tests.fixtures.pg_cluster import free_port
 from tests.fixtures.ports import wait_until
 
@@ -54,7 +53,7 @@ SESSION = [
 CONSOLE_LINE = re.compile(
     r"^(?P<level>%s) {1,8}(?<=^.{9})"
     r"(?P<date>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)  "
-    r"(?P<name>.{20}) (?P<module>.{30}) (?P<function>.{25}) (?P<message>.*)$" % "|".join(LOG_LEVELS))
+    r"(?P<name>.{20}) (?P<module>.{30}) (?P<function>.{25}) (?P<message>.*)$".replace("%s", "|".join(LOG_LEVELS)))
 
 #: The modules 0.5.4's records name: its own three and the example's.
 KNOWN_MODULES = {"socket_comm", "database", "custom_logging", "daemon", "monitor", "instrument", "cli"}
@@ -257,7 +256,7 @@ def _console_lines(outcome: Outcome) -> list[str]:
 
 #: Any console line: level, date, then name, module and function as the first three words.
 ANY_LINE = re.compile(r"^(?P<level>%s)\s+\S+ \S+\s+(?P<name>\S+)\s+(?P<module>\S+)\s+(?P<function>\S+)"
-                      % "|".join(LOG_LEVELS))
+                      .replace("%s", "|".join(LOG_LEVELS)))
 
 #: Which code wrote a line with this module name in 0.5.4's console layout.
 SOURCES = {

@@ -10,13 +10,13 @@ from hypothesis import given, settings, strategies as st
 from lab_utils_common.alarm_wire import (
     AlarmRecord,
     ProtocolError,
+    ack_line,
     format_line,
+    hello_line,
     parse_ack,
     parse_hello,
     parse_line,
     parse_ready,
-    ack_line,
-    hello_line,
     ready_line,
     sequenced_line,
 )

@@ -21,9 +21,10 @@ def _healthy(container) -> bool:
 
 
 def test_database_restart_mid_ingest_loses_no_acknowledged_row(timescaledb_image, docker_client, tmp_path):
+    from tests.fixtures.postgres import _running_admin
+
     from lab_utils_common.database import Database
     from lab_utils_common.socket_comm import Client
-    from tests.fixtures.postgres import _running_admin
 
     port = free_port()  # fixed: the published port stays the same across the restart
     container = docker_client.containers.run(

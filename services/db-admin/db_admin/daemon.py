@@ -48,7 +48,7 @@ QUERY_ROW_LIMIT = 100_000
 RETENTION_INTERVAL = 3600.0
 
 
-def _refusals_as_errors(handler: Callable[["DbAdmin"], None]) -> Callable[["DbAdmin"], None]:
+def _refusals_as_errors(handler: Callable[[DbAdmin], None]) -> Callable[[DbAdmin], None]:
     """Expected failures (bad names, values, database errors) become ``Error!`` replies.
 
     The server turns other exceptions into "Unknown exception! Check daemon
@@ -56,7 +56,7 @@ def _refusals_as_errors(handler: Callable[["DbAdmin"], None]) -> Callable[["DbAd
     """
 
     @functools.wraps(handler)
-    def wrapper(self: "DbAdmin") -> None:
+    def wrapper(self: DbAdmin) -> None:
         try:
             handler(self)
         except (ValueError, TypeError, psycopg2.Error) as exc:

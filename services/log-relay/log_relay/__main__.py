@@ -16,7 +16,6 @@ from typing import Optional, Sequence
 
 from lab_utils_common.config import ConfigError, log_level as parse_log_level
 from lab_utils_common.custom_logging import configure_logging
-
 from log_relay.relay import LogRelay
 from log_relay.settings import RelaySettings
 from log_relay.spool import SpoolError

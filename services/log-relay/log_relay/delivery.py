@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from lab_utils_common.custom_logging import getLogger
-
 from log_relay.digest import build_digest, cut_record, dead_letter_digest, due_at, summary_digest
 from log_relay.sinks import Sink
 from log_relay.spool import Spool
@@ -136,7 +135,7 @@ class DeliveryScheduler:
                     self._wake.clear()
                     try:
                         await asyncio.wait_for(self._wake.wait(), self.timing.retry_max)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                     if self._stopping:
                         return
@@ -144,7 +143,7 @@ class DeliveryScheduler:
             try:
                 await asyncio.wait_for(self._deliver_due(ignore_wait=True),
                                        max(0.0, self._stop_deadline - time.monotonic()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 _log.warning("delivery: final pass not done after %.1f s; the rest stays in the "
                              "spool for the next start", self._drain_timeout)
         finally:
@@ -169,7 +168,7 @@ class DeliveryScheduler:
             timeout = max(0.0, min(next_due, self._next_purge) - time.time())
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def stop(self, drain_timeout: float = 5.0) -> None:
@@ -184,7 +183,7 @@ class DeliveryScheduler:
 
     def _abort_sinks(self) -> None:
         for sink in self.sinks.values():
-            sink.abort(f"log-relay stopping: drain_timeout passed")
+            sink.abort("log-relay stopping: drain_timeout passed")
 
     async def _deliver_due(self, ignore_wait: bool) -> float:
         """Deliver every due group; return when the next one is due."""

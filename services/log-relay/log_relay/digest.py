@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from lab_utils_common.safe_text import display_text
-
 from log_relay.record_parser import UNPARSED_LEVEL
 from log_relay.spool import SpooledRecord
 
-__all__ = ["Digest", "build_digest", "cut_record", "dead_letter_digest", "summary_digest", "due_at", "check_subject_template", "SUBJECT_FIELDS",
-           "DEFAULT_SUBJECT_TEMPLATE"]
+__all__ = ["Digest", "build_digest", "cut_record", "dead_letter_digest", "summary_digest", "due_at",
+           "check_subject_template", "SUBJECT_FIELDS", "DEFAULT_SUBJECT_TEMPLATE"]
 
 #: The placeholders a subject template may use.
 SUBJECT_FIELDS = ("subject", "level", "app", "count", "first_message", "more", "host")

@@ -41,7 +41,6 @@ from lab_utils_common.alarm_wire import (
     ready_line,
 )
 from lab_utils_common.custom_logging import getLogger
-
 from log_relay.record_parser import RecordParser, merge_raw, parse_sequenced
 from log_relay.spool_writer import SpoolWriter
 
@@ -53,7 +52,7 @@ _log = getLogger(__name__)
 class _SenderConnection(asyncio.Protocol):
     """One sender: find out which kind, feed what arrives to its parser, hand the records over."""
 
-    def __init__(self, receiver: "RecordReceiver") -> None:
+    def __init__(self, receiver: RecordReceiver) -> None:
         self._receiver = receiver
         self._parser: Optional[RecordParser] = None  # a 0.5.x sender's
         self._transport: Optional[asyncio.Transport] = None
@@ -302,7 +301,7 @@ class RecordReceiver:
             self._all_closed = asyncio.Event()
             try:
                 await asyncio.wait_for(self._all_closed.wait(), grace)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         for connection in list(self._connections):
             connection.flush()
@@ -357,7 +356,7 @@ class RecordReceiver:
         """Called (in the loop) at the first failed commit: read nothing more until one succeeds."""
         self.pause_all(f"spool commit failing ({self.writer.last_error})")
 
-    def _accept_rows(self, rows: list, connection: "_SenderConnection", size: int) -> None:
+    def _accept_rows(self, rows: list, connection: _SenderConnection, size: int) -> None:
         """Spool rows of an acknowledging sender (from :func:`parse_sequenced`)."""
         self.received += len(rows)
         self.writer.submit(rows, connection=connection, size=size)

@@ -17,7 +17,6 @@ import time
 from typing import Optional
 
 from lab_utils_common.custom_logging import getLogger
-
 from log_relay.delivery import DeliveryScheduler
 from log_relay.receiver import RecordReceiver
 from log_relay.settings import RelaySettings

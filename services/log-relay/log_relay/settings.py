@@ -35,7 +35,6 @@ from lab_utils_common.config import (
     string_list,
 )
 from lab_utils_common.mail import MailSettings
-
 from log_relay.delivery import DeliveryTiming
 from log_relay.digest import DEFAULT_SUBJECT_TEMPLATE, check_subject_template
 from log_relay.sinks import MailSink, Sink, SlackSink
@@ -136,7 +135,7 @@ class RelaySettings:
     @classmethod
     def from_config(cls, config_file: Optional[str] = None, *,
                     environ: Optional[Mapping[str, str]] = None, with_sinks: bool = True,
-                    **overrides: Any) -> "RelaySettings":
+                    **overrides: Any) -> RelaySettings:
         """Resolve defaults < ``config_file`` < environment < ``overrides`` (``[Relay]`` names).
 
         ``with_sinks=False`` skips the mail and Slack settings (``log-relay status``).

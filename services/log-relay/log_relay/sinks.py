@@ -16,10 +16,8 @@ import urllib.error
 import urllib.request
 from typing import Optional, Protocol
 
-from lab_utils_common.mail import (MailSettings, SmtpConversation, build_message, is_permanent,
-                                   send_email)
+from lab_utils_common.mail import MailSettings, SmtpConversation, build_message, is_permanent, send_email
 from lab_utils_common.safe_text import slack_text
-
 from log_relay.digest import DEFAULT_SUBJECT_TEMPLATE, Digest
 
 __all__ = ["Sink", "MailSink", "SlackSink", "SinkError"]

@@ -167,7 +167,7 @@ class Spool:
         self.path = path
 
     @classmethod
-    def open(cls, path: str, *, readonly: bool = False, timeout: float = 30.0) -> "Spool":
+    def open(cls, path: str, *, readonly: bool = False, timeout: float = 30.0) -> Spool:
         """Open (and create, unless ``readonly``) the spool at ``path``; raise :class:`SpoolError`."""
         full = os.path.abspath(os.path.expanduser(str(path)))
         try:

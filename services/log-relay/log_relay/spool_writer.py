@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 from lab_utils_common.custom_logging import getLogger
-
 from log_relay.spool import RecordRow, Spool
 
 __all__ = ["SpoolWriter", "CommitCallback"]

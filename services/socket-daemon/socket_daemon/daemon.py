@@ -65,7 +65,7 @@ class SocketDaemon(Server):
                             ("max_values_size", max_values_size), ("max_values_reply", max_values_reply)):
             if value is not None:
                 setattr(self, name, value)
-        self.started_wall = datetime.datetime.now(datetime.timezone.utc)
+        self.started_wall = datetime.datetime.now(datetime.UTC)
         super().__init__(config_file, pid_file_name, host, port, token_file=token_file)
         # Opened (and a JSON file migrated) only once this instance holds the PID lock.
         try:

@@ -199,7 +199,7 @@ def test_json_console_selected_by_environment(tmp_path, capsys):
 def test_exception_traceback_reaches_json_as_its_own_field(capsys):
     configure_logging(environ={"LABUTILS_CONSOLELOGGER_FORMAT": "json"})
     try:
-        1 / 0
+        raise ZeroDivisionError("division by zero")
     except ZeroDivisionError:
         getLogger("calc").exception("failed")
     unconfigure_logging()

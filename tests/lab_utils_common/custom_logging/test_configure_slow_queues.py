@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-from lab_utils_common.custom_logging import configure, configure_logging, getLogger, unconfigure_logging
 from tests.fixtures.ports import wait_until
+
+from lab_utils_common.custom_logging import configure, configure_logging, getLogger, unconfigure_logging
 
 
 def test_a_mail_server_that_never_answers_bounds_the_queue_and_counts_exactly(
@@ -25,7 +26,9 @@ def test_a_mail_server_that_never_answers_bounds_the_queue_and_counts_exactly(
             getLogger().error("alarm %d", i)
         # One record is stuck in the handler (the greeting never ends); the rest waits in a
         # queue of 10 (plus a drop report when there was room) or was dropped and counted.
-        waiting = lambda: sum(1 for r in list(forwarder.queue.queue) if str(r.msg).startswith("alarm "))
+        def waiting() -> int:
+            return sum(1 for r in list(forwarder.queue.queue) if str(r.msg).startswith("alarm "))
+
         wait_until(lambda: slow_greeter.connections >= 1 and forwarder.dropped + waiting() == 199,
                    20, lambda: f"dropped {forwarder.dropped}, waiting {waiting()}")
         assert waiting() <= 10  # before: 199 in an unbounded queue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.fixtures.tcp_peers import KeepsHandlerErrors
+
 from lab_utils_common.custom_logging import SUCCESS, SlackWebhookHandler
 
 

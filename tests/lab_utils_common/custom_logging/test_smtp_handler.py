@@ -7,6 +7,7 @@ import ssl
 import pytest
 
 from tests.fixtures.tcp_peers import KeepsHandlerErrors
+
 from lab_utils_common.custom_logging import TlsSMTPHandler
 
 

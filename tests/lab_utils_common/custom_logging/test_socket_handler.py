@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import re
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import time
 import pytest
 
 from tests.fixtures.ports import free_port, wait_for_port
+
 from lab_utils_common.alarm_wire import unescape_message
 from lab_utils_common.custom_logging import NonPickledSocketHandler
 

@@ -10,12 +10,20 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
-from lab_utils_common.database import (ColumnCountError, Constraint, Database, DatabaseUnavailableError,
-                                       DataType, InvalidIdentifierError, MissingColumnError,
-                                       MissingTableError, NotConnectedError,
-                                       TimescaleDBUnavailableError)
+from lab_utils_common.database import (
+    ColumnCountError,
+    Constraint,
+    Database,
+    DatabaseUnavailableError,
+    DataType,
+    InvalidIdentifierError,
+    MissingColumnError,
+    MissingTableError,
+    NotConnectedError,
+    TimescaleDBUnavailableError,
+)
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 T0 = datetime.datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 

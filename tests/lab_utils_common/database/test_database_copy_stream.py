@@ -13,7 +13,7 @@ from lab_utils_common.database.copy_stream import CopyStream, format_value
 @pytest.mark.parametrize("value, text", [
     (None, "\\N"), (True, "t"), (False, "f"), (3, "3"), (-2.5, "-2.5"), (1e-300, "1e-300"),
     ("plain", "plain"), ("a\tb\nc\rd\\e", "a\\tb\\nc\\rd\\\\e"), ("\\N", "\\\\N"),
-    (datetime.datetime(2024, 5, 1, 12, 0, 1, 500, tzinfo=datetime.timezone.utc),
+    (datetime.datetime(2024, 5, 1, 12, 0, 1, 500, tzinfo=datetime.UTC),
      "2024-05-01T12:00:01.000500+00:00"),
 ])
 def test_values_are_formatted_and_escaped_for_copy(value, text):

@@ -8,7 +8,7 @@ import time
 import psycopg2
 import pytest
 
-from lab_utils_common.database import ConnectionLostError, DataType, DatabaseUnavailableError
+from lab_utils_common.database import ConnectionLostError, DatabaseUnavailableError, DataType
 
 
 @pytest.fixture

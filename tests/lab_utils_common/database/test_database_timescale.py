@@ -12,7 +12,7 @@ from lab_utils_common.database import Database, DataType, InvalidIdentifierError
 
 pytestmark = pytest.mark.timescaledb
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 T0 = datetime.datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 

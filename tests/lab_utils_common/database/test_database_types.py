@@ -57,7 +57,7 @@ def test_constraints_accept_members_and_names_and_refuse_free_sql():
 @pytest.mark.parametrize("value, expected", [
     (True, DataType.bool), (3, DataType.long), (2.5, DataType.double),
     (decimal.Decimal("1.5"), DataType.double), ("x", DataType.string),
-    (datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc), DataType.time),
+    (datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC), DataType.time),
 ])
 def test_column_type_is_chosen_from_the_python_value(value, expected):
     assert data_type_of_value(value) is expected

@@ -8,8 +8,8 @@ import pytest
 
 from tests.fixtures.ports import free_port
 from tests.fixtures.tcp_peers import EchoServer
-from lab_utils_common.socket_comm.cli import (EXIT_CONNECTION, EXIT_ERROR_REPLY, EXIT_OK, EXIT_USAGE, join_words,
-                                              main)
+
+from lab_utils_common.socket_comm.cli import EXIT_CONNECTION, EXIT_ERROR_REPLY, EXIT_OK, EXIT_USAGE, join_words, main
 
 
 @pytest.fixture

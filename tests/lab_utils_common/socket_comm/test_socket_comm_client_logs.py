@@ -5,8 +5,9 @@ import logging
 import pytest
 from lab_utils.socket_comm import Client as OldClient
 
-from lab_utils_common.socket_comm import Client
 from tests.fixtures.ports import free_port
+
+from lab_utils_common.socket_comm import Client
 
 
 class Keep(logging.Handler):

@@ -4,6 +4,7 @@ import pytest
 from lab_utils.socket_comm import Client as OldClient
 
 from tests.fixtures.tcp_peers import EchoServer
+
 from lab_utils_common.socket_comm import Client
 
 

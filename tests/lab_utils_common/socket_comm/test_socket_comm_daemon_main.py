@@ -10,10 +10,18 @@ import threading
 import pytest
 
 from tests.fixtures.ports import free_port, wait_for_port
+
 from lab_utils_common.config import Option
 from lab_utils_common.custom_logging import unconfigure_logging
-from lab_utils_common.socket_comm import (EXIT_CONFIG, EXIT_OK, EXIT_START_FAILED, Client, DaemonCommand,
-                                          Server, run_daemon)
+from lab_utils_common.socket_comm import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_START_FAILED,
+    Client,
+    DaemonCommand,
+    Server,
+    run_daemon,
+)
 from lab_utils_common.socket_comm.lock import acquire_pid_lock
 
 

@@ -8,8 +8,6 @@ client was answered and SIGTERM was ignored.
 import random
 import threading
 
-import pytest
-
 from lab_utils_common.socket_comm.message import SPLIT_PATTERN, split_message, split_raw
 
 MIB = 1024 * 1024
@@ -168,6 +166,7 @@ def test_quit_with_the_token_or_explicitly_allowed(daemon_process, tmp_path):
 
 def test_an_app_compiling_the_0_5_x_pattern_itself_gets_the_linear_splitter(socket_server_factory):
     import re
+
     from tests.fixtures.tcp_peers import EchoServer
 
     class OwnRegex(EchoServer):

@@ -5,8 +5,7 @@ import re
 import pytest
 
 import lab_utils_common.socket_comm as socket_comm
-from lab_utils_common.socket_comm.message import (add_token, decode_message, is_error_reply, split_message,
-                                                  take_token)
+from lab_utils_common.socket_comm.message import add_token, decode_message, is_error_reply, split_message, take_token
 
 
 def test_public_names_stay_what_they_are():

@@ -229,9 +229,11 @@ def test_client_reads_host_and_port_from_0_5_x_server_ini(socket_server_factory,
 
 
 def test_second_instance_fails_naming_lock_file_and_holder(tmp_path):
-    from lab_utils_common.socket_comm import PidLockError
-    from zc.lockfile import LockError
     import os
+
+    from zc.lockfile import LockError
+
+    from lab_utils_common.socket_comm import PidLockError
     pid_file = str(tmp_path / "one.pid")
     first = Server(pid_file_name=pid_file)
     try:

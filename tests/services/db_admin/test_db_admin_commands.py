@@ -12,7 +12,7 @@ import time
 import psycopg2
 import pytest
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 T0 = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 

@@ -29,7 +29,7 @@ class DbAdminProcess:
         self.process = subprocess.Popen([DB_ADMIN, "--pid-file", str(tmp_path / "db-admin.pid")],
                                         env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)
-        self.lines: "queue.Queue[str]" = queue.Queue()
+        self.lines: queue.Queue[str] = queue.Queue()
         self.reader = threading.Thread(target=lambda: [self.lines.put(line) for line in self.process.stdout],
                                        daemon=True)
         self.reader.start()

@@ -12,7 +12,7 @@ from tests.fixtures.ports import wait_until
 
 pytestmark = pytest.mark.timescaledb
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 
 
 def _beam(admin) -> None:

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import collections
-import logging
 import signal
 import socket
 import threading
 
-from lab_utils_common.alarm_wire import ack_line, hello_line, parse_ready, sequenced_line
-from lab_utils_common.custom_logging import NonPickledSocketHandler
 from tests.fixtures.ports import free_port, wait_until
 from tests.fixtures.relay import relay_config_file
 from tests.services.log_relay.test_relay_process import spool_count, spool_messages
+
+from lab_utils_common.alarm_wire import ack_line, hello_line, parse_ready, sequenced_line
+from lab_utils_common.custom_logging import NonPickledSocketHandler
 
 
 def test_three_sigkills_during_a_flood_lose_nothing_and_duplicate_nothing(
@@ -32,7 +32,7 @@ def test_three_sigkills_during_a_flood_lose_nothing_and_duplicate_nothing(
         target=lambda: [logger.error("flood %d %s", i, padding) for i in range(total)])
     producer.start()
     try:
-        for kill in range(3):
+        for _kill in range(3):
             # Kill while records are arriving: a few thousand more committed since the restart.
             target = spool_count(spool) + 1000 if spool.exists() else 1000
             wait_until(lambda: spool.exists() and spool_count(spool) >= target, 60,

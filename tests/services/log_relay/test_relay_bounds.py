@@ -9,6 +9,7 @@ from tests.fixtures.ports import wait_until
 from tests.services.log_relay.test_relay_delivery import alarm_line
 from tests.services.log_relay.test_relay_disk_full import set_spool_limit
 from tests.services.log_relay.test_relay_process import spool_messages
+
 from log_relay.status import read_status
 
 
@@ -46,7 +47,7 @@ def test_connections_beyond_max_connections_are_refused_counted_and_logged_once(
             sock.settimeout(0.05)
             try:
                 closed.append(sock.recv(1) == b"")
-            except socket.timeout:
+            except TimeoutError:
                 closed.append(False)
             except ConnectionResetError:
                 closed.append(True)

@@ -11,8 +11,9 @@ import threading
 
 from tests.fixtures.ports import wait_until
 from tests.fixtures.tcp_peers import send_to_relay
-from log_relay.status import read_status
 from tests.services.log_relay.test_relay_delivery import alarm_line
+
+from log_relay.status import read_status
 
 
 def set_spool_limit(relay, pages: int | None) -> None:

@@ -14,6 +14,7 @@ import pytest
 from tests.fixtures.ports import free_port, wait_until
 from tests.fixtures.relay import relay_config_file
 from tests.fixtures.tcp_peers import send_to_relay
+
 from lab_utils_common.custom_logging import NonPickledSocketHandler
 from log_relay.spool import Spool
 from log_relay.status import read_status
@@ -136,8 +137,9 @@ def test_lab_utils_054_configure_logging_as_the_sender(tmp_path, smtp_server, re
         tmp_path / "logging.ini", smtp_server, spool=tmp_path / "spool.sqlite3", port=None,
         extra=f"[ConsoleLogger]\nactive = 0\n\n[AlarmLogger]\nactive = 1\nport = {port}\n"
               "log_level = WARNING\n")
-    from log_relay.settings import RelaySettings
     from tests.fixtures.relay import RelayRunner
+
+    from log_relay.settings import RelaySettings
 
     relay = RelayRunner(RelaySettings.from_config(str(ini), environ={}))
     try:
@@ -255,8 +257,9 @@ def test_lab_utils_054_exception_records_with_braces_arrive_unchanged(tmp_path, 
         tmp_path / "logging.ini", smtp_server, spool=tmp_path / "spool.sqlite3", port=None,
         extra=f"[ConsoleLogger]\nactive = 0\n\n[AlarmLogger]\nactive = 1\nport = {port}\n"
               "log_level = WARNING\n")
-    from log_relay.settings import RelaySettings
     from tests.fixtures.relay import RelayRunner
+
+    from log_relay.settings import RelaySettings
 
     relay = RelayRunner(RelaySettings.from_config(str(ini), environ={}))
     try:

@@ -16,7 +16,8 @@ MAIL_ENV = {"LABUTILS_MAILHANDLER_MAIL_HOST": "smtp.lab.test", "LABUTILS_MAILHAN
 
 
 def row(level: str, levelno, app="pump", message="m"):
-    return (time.time(), "127.0.0.1", "2024-05-01 10:00:00", level, levelno, app, "mod", "fn", message, None, None, None)
+    return (time.time(), "127.0.0.1", "2024-05-01 10:00:00", level, levelno, app, "mod", "fn", message,
+            None, None, None)
 
 
 def test_spool_is_wal_with_full_sync_and_queues_only_what_is_to_deliver(tmp_path):

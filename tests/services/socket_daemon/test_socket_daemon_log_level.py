@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lab_utils_common.socket_comm import Client
 from tests.fixtures.ports import free_port, wait_for_port, wait_until
+
+from lab_utils_common.socket_comm import Client
 
 
 @pytest.fixture

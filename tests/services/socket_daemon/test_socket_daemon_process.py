@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tests.fixtures.ports import free_port, wait_for_port
+
 from lab_utils_common.socket_comm import Client
 from lab_utils_common.socket_comm.lock import acquire_pid_lock
 

@@ -5,8 +5,8 @@ total), the ``values`` reply is bounded, and a values file of the JSON era is mi
 """
 
 import json
-import signal
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from lab_utils_common.socket_comm import Client
 from tests.fixtures.ports import free_port, wait_for_port, wait_until
+
+from lab_utils_common.socket_comm import Client
 
 
 def _config(tmp_path: Path, **socket_daemon_options) -> Path:
