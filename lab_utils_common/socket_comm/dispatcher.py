@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 from .admin import admin_refusal
 from .log_limits import cut
@@ -108,15 +108,25 @@ class Dispatcher:
         delimiters = f" {server.delimiter_left}{server.delimiter_right}"
         return [word.strip(delimiters) for word in server.regex.split(head)]
 
+    def _count_without_braces(self, head: str) -> Optional[int]:
+        """The word count of a head without delimiters under the default splitter, counted in C
+        (a flood of ``a a a ...`` is refused without building its half a million words); else None."""
+        server = self.server
+        if server.regex is not SPLIT_PATTERN or server.delimiter_left in head or server.delimiter_right in head:
+            return None
+        return head.count(" ") + 1
+
     def parse(self, message: Message) -> Union[Request, Reply]:
         """The request of ``message``, or the error reply; never raises."""
         server = self.server
         quote = server.quote_chars
-        words = self.split(message.head)
-        if len(words) > server.max_words:
+        count = self._count_without_braces(message.head)
+        words = self.split(message.head) if count is None or count <= server.max_words else None
+        count = len(words) if words is not None else count
+        if count > server.max_words:
             server._warn_bad_input("too many words", "Invalid message %s: %d words, the maximum is %d (max_words)",
-                                   cut(message.head, quote), len(words), server.max_words)
-            return Reply.error(TOO_MANY_WORDS.format(count=len(words), limit=server.max_words))
+                                   cut(message.head, quote), count, server.max_words)
+            return Reply.error(TOO_MANY_WORDS.format(count=count, limit=server.max_words))
         try:
             namespace = server.parser.parse_args(args=words)
         except MessageError as exc:

@@ -8,6 +8,8 @@ client was answered and SIGTERM was ignored.
 import random
 import threading
 
+import pytest
+
 from lab_utils_common.socket_comm.message import SPLIT_PATTERN, split_message, split_raw
 
 MIB = 1024 * 1024
@@ -178,3 +180,19 @@ def test_an_app_compiling_the_0_5_x_pattern_itself_gets_the_linear_splitter(sock
     running = socket_server_factory(OwnRegex)
     assert running.send("echo a {b c} d") == "a|b c|d"
     assert running.server._dispatcher.split("echo " + "a " * 200_000)[:2] == ["echo", "a"]
+
+
+@pytest.mark.parametrize("words", ["a " * 3000, "{a b} " * 3000, "a " * 2046 + "{b c}"])
+def test_the_word_count_of_a_refusal_is_exact_with_and_without_braces(socket_server_factory, words):
+    """Brace-free messages are counted without being split (a flood costs little); the count is
+    the one the splitter gives, and a message just under the limit still runs."""
+    from lab_utils_common.socket_comm.message import split_message
+
+    running = socket_server_factory(settings={"max_words": 2048})
+    message = "status " + words.strip()
+    reply = running.send(message)
+    count = len(split_message(message))
+    if count > 2048:
+        assert reply.startswith(f"Error! message has {count} words, the maximum is 2048 (max_words)")
+    else:
+        assert "max_words" not in reply
