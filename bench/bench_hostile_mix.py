@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_support import free_port, wait_ready
+
 MESSAGE = b"echo hello"
 REPLY = b"hello"
 MAX_MESSAGE_SIZE = 1024 * 1024
@@ -102,25 +104,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"socket-daemon exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port}")
 
 
 def memory_kib(pid: int, field: str) -> int:

@@ -32,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench_support import free_port
+
 BASELINE_SERVER = textwrap.dedent("""
     import asyncio, sys
 
@@ -52,12 +54,6 @@ BASELINE_SERVER = textwrap.dedent("""
 
     asyncio.run(main())
 """)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, timeout: float = 20.0) -> None:

@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_support import free_port, wait_ready
+
 MESSAGE = b"echo hello"
 REPLY = b"hello"
 LEVELS = (1, 16, 64)
@@ -75,25 +77,6 @@ class Echo(Server):
         self.reply = " ".join(self.namespace.text)
 Echo(pid_file_name=sys.argv[2], host="127.0.0.1", port=int(sys.argv[1])).start_daemon()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(port: int, process: subprocess.Popen, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port}")
 
 
 async def one_request(loop: asyncio.AbstractEventLoop, port: int) -> bool:

@@ -20,13 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_support import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def request(port: int, message: bytes) -> bytes:

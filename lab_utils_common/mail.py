@@ -272,28 +272,26 @@ class SmtpConversation:
                 pass
 
 
-class _SMTP(smtplib.SMTP):
-    """Reports the socket as soon as it exists, so the deadline can cut the greeting short."""
+class _ReportsSocket:
+    """Mixin for smtplib's clients: reports the socket as soon as it exists (before the greeting;
+    for SMTP_SSL once its handshake is done), so the conversation's deadline can cut it short."""
 
     conversation: Optional[SmtpConversation] = None
 
-    def _get_socket(self, host, port, timeout):  # type: ignore[override]
-        sock = super()._get_socket(host, port, timeout)
+    def _get_socket(self, host, port, timeout):
+        sock = super()._get_socket(host, port, timeout)  # type: ignore[misc]
         self.sock = sock
         if self.conversation is not None:
             self.conversation._attach(self)
         return sock
 
 
-class _SMTP_SSL(smtplib.SMTP_SSL):
-    conversation: Optional[SmtpConversation] = None
+class _SMTP(_ReportsSocket, smtplib.SMTP):
+    pass
 
-    def _get_socket(self, host, port, timeout):  # type: ignore[override]
-        sock = super()._get_socket(host, port, timeout)
-        self.sock = sock
-        if self.conversation is not None:
-            self.conversation._attach(self)
-        return sock
+
+class _SMTP_SSL(_ReportsSocket, smtplib.SMTP_SSL):
+    pass
 
 
 def send_email(settings: MailSettings, message: EmailMessage, *,
