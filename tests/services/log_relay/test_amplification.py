@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from tests.fixtures.tcp_peers import send_to_relay
-from tests.services.log_relay.test_relay_delivery import alarm_line
-from tests.services.log_relay.test_relay_process import spool_messages
+from tests.services.log_relay.test_delivery import alarm_line
+from tests.services.log_relay.test_process import spool_messages
 
 
 def test_two_hundred_apps_in_a_burst_make_at_most_max_digests_plus_one_summary(relay_factory,

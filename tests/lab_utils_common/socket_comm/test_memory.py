@@ -4,7 +4,7 @@ import socket
 import threading
 
 from tests.fixtures.ports import wait_until
-from tests.lab_utils_common.socket_comm.test_socket_comm_server import LabServer
+from tests.lab_utils_common.socket_comm.test_server import LabServer
 
 MIB = 1024 * 1024
 

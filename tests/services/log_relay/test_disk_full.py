@@ -11,7 +11,7 @@ import threading
 
 from tests.fixtures.ports import wait_until
 from tests.fixtures.tcp_peers import send_to_relay
-from tests.services.log_relay.test_relay_delivery import alarm_line
+from tests.services.log_relay.test_delivery import alarm_line
 
 from log_relay.status import read_status
 

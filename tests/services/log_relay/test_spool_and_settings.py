@@ -137,7 +137,7 @@ def test_the_running_relay_purges_delivered_records_and_keeps_undelivered_ones(t
     from tests.fixtures.ports import wait_until
     from tests.fixtures.relay import RelayRunner, relay_config_file
     from tests.fixtures.tcp_peers import send_to_relay
-    from tests.services.log_relay.test_relay_delivery import alarm_line
+    from tests.services.log_relay.test_delivery import alarm_line
 
     config = relay_config_file(tmp_path / "relay.ini", smtp_server, spool=tmp_path / "s.sqlite3", port=0,
                                relay={"retention": "0", "min_level": "ERROR"})

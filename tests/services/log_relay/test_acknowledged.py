@@ -9,7 +9,7 @@ import threading
 
 from tests.fixtures.ports import free_port, wait_until
 from tests.fixtures.relay import relay_config_file
-from tests.services.log_relay.test_relay_process import spool_count, spool_messages
+from tests.services.log_relay.test_process import spool_count, spool_messages
 
 from lab_utils_common.alarm_wire import ack_line, hello_line, parse_ready, sequenced_line
 from lab_utils_common.custom_logging import NonPickledSocketHandler

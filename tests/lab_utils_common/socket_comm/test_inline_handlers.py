@@ -3,7 +3,7 @@
 import threading
 
 from tests.fixtures.ports import free_port, wait_for_port
-from tests.lab_utils_common.socket_comm.test_socket_comm_server import HELLO_REPLY, LabServer
+from tests.lab_utils_common.socket_comm.test_server import HELLO_REPLY, LabServer
 
 
 def test_inline_handlers_run_on_the_start_daemon_thread(socket_server_factory):

@@ -7,7 +7,7 @@ import signal
 from tests.fixtures.ports import free_port, wait_until
 from tests.fixtures.relay import relay_config_file
 from tests.fixtures.tcp_peers import send_to_relay
-from tests.services.log_relay.test_relay_delivery import alarm_line
+from tests.services.log_relay.test_delivery import alarm_line
 
 from log_relay.status import read_status
 

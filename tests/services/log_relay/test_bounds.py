@@ -6,9 +6,9 @@ import socket
 import time
 
 from tests.fixtures.ports import wait_until
-from tests.services.log_relay.test_relay_delivery import alarm_line
-from tests.services.log_relay.test_relay_disk_full import set_spool_limit
-from tests.services.log_relay.test_relay_process import spool_messages
+from tests.services.log_relay.test_delivery import alarm_line
+from tests.services.log_relay.test_disk_full import set_spool_limit
+from tests.services.log_relay.test_process import spool_messages
 
 from log_relay.status import read_status
 
