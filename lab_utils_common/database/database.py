@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import functools
 import hmac
+import logging
 import os
 import threading
 from typing import Any, Callable, Optional
 
 from ..config import Option, load_section, non_negative_float, parse_bool, port_number, positive_int
+from ..custom_logging import getLogger
 from ._connection import ConnectionRoom, Secret
 from ._reads import ReadsRoom
 from ._schema import SchemaRoom
@@ -69,6 +71,16 @@ DATABASE_OPTIONS = (
 _logging_depth = threading.local()
 
 
+def _log_error_from(method: Callable, message: str, *args: Any) -> None:
+    """Log at ERROR as if from inside ``method``: 0.5.4 logs in the method itself, so the console's
+    function column names it (``new_entry``), not this module's wrapper."""
+    target = getLogger()
+    if target.isEnabledFor(logging.ERROR):
+        code = method.__code__
+        target.handle(target.makeRecord(target.name, logging.ERROR, code.co_filename, code.co_firstlineno,
+                                        message, args, None, func=method.__name__))
+
+
 def _logs_errors(method: Callable) -> Callable:
     """Log an error at ERROR (``Type: message``) before it leaves ``Database``, as 0.5.4 does.
 
@@ -83,7 +95,7 @@ def _logs_errors(method: Callable) -> Callable:
             return method(*args, **kwargs)
         except Exception as exc:
             if depth == 0:
-                logger.error("%s: %s", type(exc).__name__, str(exc).strip())
+                _log_error_from(method, "%s: %s", type(exc).__name__, str(exc).strip())
             raise
         finally:
             _logging_depth.value = depth
@@ -147,7 +159,10 @@ class Database(ConnectionRoom, SchemaRoom, WritesRoom, ReadsRoom, TimescaleRoom)
                                passfile=passfile, password=password, timescaledb=timescaledb,
                                connect_timeout=connect_timeout, reconnect_timeout=reconnect_timeout,
                                create_columns=create_columns, copy_chunk_bytes=copy_chunk_bytes)
-        self._load(config_file)
+        if config_file is None:
+            self._load(None)
+        else:
+            self.config(config_file)  # as 0.5.4: through config(), with its INFO lines
 
     def _load(self, config_file: Optional[str]) -> None:
         values = load_section("Overall", DATABASE_OPTIONS, config_file, env_section="DATABASE",

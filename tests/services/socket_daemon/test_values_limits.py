@@ -6,7 +6,6 @@ total), the ``values`` reply is bounded, and a values file of the JSON era is mi
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,7 +20,9 @@ from lab_utils_common.socket_comm import Client
 
 def _config(tmp_path: Path, **socket_daemon_options) -> Path:
     ini = tmp_path / "server.ini"
-    lines = ["[Overall]", "host = 127.0.0.1", "[SocketDaemon]"]
+    overall = {"allow_unauthenticated_admin": socket_daemon_options.pop("allow_unauthenticated_admin", "0")}
+    lines = ["[Overall]", "host = 127.0.0.1", *(f"{name} = {value}" for name, value in overall.items()),
+             "[SocketDaemon]"]
     lines += [f"{name} = {value}" for name, value in socket_daemon_options.items()]
     ini.write_text("\n".join(lines) + "\n")
     return ini
@@ -68,13 +69,13 @@ def _seed_json(tmp_path: Path, count: int, value_size: int) -> dict:
 def test_values_file_of_json_era_is_migrated_and_kept_as_backup(start_daemon, tmp_path):
     old = {"pump speed": "40", "setpoint": "3.5 K", "ünïcode": "✓"}
     (tmp_path / "values.json").write_text(json.dumps(old, indent=1))
-    process, client = start_daemon()
+    process, client = start_daemon(allow_unauthenticated_admin="1")  # 'quit' below is an admin command
     assert client.send_message("get {pump speed}") == "40"
     assert client.send_message("values") == "pump speed = 40\nsetpoint = 3.5 K\nünïcode = ✓"
     assert (tmp_path / "values.json").read_bytes().startswith(b"SQLite format 3\x00")
     assert json.loads((tmp_path / "values.json.json-backup").read_text()) == old
     assert client.send_message("set b 2") == "b = 2"
-    process.send_signal(signal.SIGTERM)  # 'quit' is an admin command: this daemon has no token
+    assert client.send_message("quit") == "Goodbye!"
     assert process.wait(30) == 0
     _, again = start_daemon()  # the migrated store opens as it is, the backup untouched
     assert again.send_message("values") == "b = 2\npump speed = 40\nsetpoint = 3.5 K\nünïcode = ✓"
