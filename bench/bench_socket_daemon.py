@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_support import free_port, wait_ready
+from bench_support import exchange, free_port, wait_ready
 
 MESSAGE = b"echo hello"
 REPLY = b"hello"
@@ -80,21 +80,7 @@ Echo(pid_file_name=sys.argv[2], host="127.0.0.1", port=int(sys.argv[1])).start_d
 
 
 async def one_request(loop: asyncio.AbstractEventLoop, port: int) -> bool:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    try:
-        await loop.sock_connect(sock, ("127.0.0.1", port))
-        await loop.sock_sendall(sock, MESSAGE)
-        sock.shutdown(socket.SHUT_WR)
-        reply = b""
-        while True:
-            chunk = await loop.sock_recv(sock, 4096)
-            if not chunk:
-                break
-            reply += chunk
-        return reply == REPLY
-    finally:
-        sock.close()
+    return await exchange(loop, port, MESSAGE) == REPLY
 
 
 async def closed_loop(port: int, clients: int, duration: float) -> dict:
