@@ -8,21 +8,14 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.wait_strategies import HealthcheckWaitStrategy
 
 from tests.fixtures.ports import wait_until
+from tests.fixtures.postgres import TimescaleServer
 
 pytestmark = pytest.mark.docker
 
 
 def _query(port: int, statement: str, *, user: str = "physicist", password: str = "from-a-file-not-secret",
            dbname: str = "beamline") -> list:
-    conn = psycopg2.connect(host="127.0.0.1", port=port, user=user, password=password, dbname=dbname,
-                            connect_timeout=10)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
+    return TimescaleServer("127.0.0.1", port, user, password).execute(statement, dbname=dbname)
 
 
 def test_first_start_creates_user_database_extension_and_runs_init_scripts(timescaledb_image, tmp_path):
